@@ -1,0 +1,125 @@
+"""Element types and tensor types of the IR.
+
+A ``TensorType`` is a dtype plus a static shape; it prints as ``f32[4,3]`` and a
+scalar as ``f32[]``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+from ir.errors import IRError
+
+__all__ = ["DType", "TensorType", "dtype_of", "parse_type"]
+
+
+class DType(enum.Enum):
+    """The element types every layer supports. Value is the IR spelling."""
+
+    f32 = "f32"
+    f64 = "f64"
+    i32 = "i32"
+    i64 = "i64"
+    bool = "bool"
+
+    @property
+    def numpy(self) -> np.dtype:
+        return np.dtype(_TO_NUMPY[self])
+
+    @property
+    def is_float(self) -> bool:
+        return self in (DType.f32, DType.f64)
+
+    @property
+    def is_int(self) -> bool:
+        return self in (DType.i32, DType.i64)
+
+    @property
+    def itemsize(self) -> int:
+        return self.numpy.itemsize
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"DType.{self.value}"
+
+
+_TO_NUMPY = {
+    DType.f32: np.float32,
+    DType.f64: np.float64,
+    DType.i32: np.int32,
+    DType.i64: np.int64,
+    DType.bool: np.bool_,
+}
+_FROM_NUMPY = {np.dtype(v): k for k, v in _TO_NUMPY.items()}
+
+
+def dtype_of(x) -> DType:
+    """The IR dtype of a numpy dtype, numpy array, DType or IR spelling ("f32")."""
+    if isinstance(x, DType):
+        return x
+    if isinstance(x, str) and x in DType.__members__:
+        return DType[x]
+    dt = np.dtype(getattr(x, "dtype", x))
+    try:
+        return _FROM_NUMPY[dt]
+    except KeyError:
+        supported = ", ".join(d.value for d in DType)
+        raise IRError(f"unsupported dtype {dt}; supported dtypes are {supported}") from None
+
+
+@dataclass(frozen=True)
+class TensorType:
+    """A statically shaped tensor type, e.g. ``TensorType(DType.f32, (4, 3))``."""
+
+    dtype: DType
+    shape: tuple[int, ...]
+
+    def __post_init__(self):
+        shape = tuple(int(d) for d in self.shape)
+        if any(d < 0 for d in shape):
+            raise IRError(f"negative dimension in shape {list(shape)}")
+        object.__setattr__(self, "shape", shape)
+        object.__setattr__(self, "dtype", dtype_of(self.dtype))
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+    def with_shape(self, shape) -> "TensorType":
+        return TensorType(self.dtype, tuple(shape))
+
+    def with_dtype(self, dtype) -> "TensorType":
+        return TensorType(dtype_of(dtype), self.shape)
+
+    def __str__(self) -> str:
+        return f"{self.dtype.value}[{','.join(str(d) for d in self.shape)}]"
+
+
+def parse_type(text: str) -> TensorType:
+    """Parse ``f32[4,3]`` (or ``f32[]``) into a TensorType."""
+    text = text.strip()
+    head, sep, rest = text.partition("[")
+    if not sep or not rest.endswith("]") or head not in DType.__members__:
+        raise IRError(f"malformed tensor type {text!r}; expected e.g. f32[4,3] or i64[]")
+    body = rest[:-1].strip()
+    try:
+        shape = tuple(int(d) for d in body.split(",")) if body else ()
+    except ValueError:
+        raise IRError(f"malformed shape in tensor type {text!r}") from None
+    return TensorType(DType[head], shape)
