@@ -22,7 +22,7 @@ import numpy as np
 from ir.core import Eqn, Function, Value
 from ir.dtypes import DType, TensorType, dtype_of
 from ir.errors import IRError
-from ir.ops import check_attrs, get_op
+from ir.ops import get_op, infer_types
 
 __all__ = ["Builder", "with_location"]
 
@@ -67,16 +67,12 @@ class Builder:
     def emit(self, op: str, inputs: Sequence[Value], attrs: dict | None = None,
              body: Function | None = None) -> tuple[Value, ...]:
         """Append ``op(inputs) {attrs}`` and return its output values."""
-        opdef = get_op(op)
         inputs = tuple(inputs)
         try:
-            if opdef.arity is not None and len(inputs) != opdef.arity:
-                raise IRError(f"{op}: expected {opdef.arity} operand(s), got {len(inputs)}")
             for v in inputs:
                 if not isinstance(v, Value):
                     raise IRError(f"{op}: operand {v!r} is not an IR Value")
-            attrs = check_attrs(opdef, attrs or {})
-            types = opdef.infer([v.type for v in inputs], attrs)
+            attrs, types = infer_types(op, [v.type for v in inputs], attrs or {})
         except IRError as error:
             raise with_location(error, self.loc) from None
         outputs = tuple(Value(t) for t in types)

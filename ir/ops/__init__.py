@@ -19,7 +19,7 @@ import numpy as np
 from ir.dtypes import DType, TensorType, dtype_of
 from ir.errors import IRError
 
-__all__ = ["OpDef", "defop", "get_op", "all_ops", "check_attrs", "ATTR_KINDS"]
+__all__ = ["OpDef", "defop", "get_op", "all_ops", "check_attrs", "infer_types", "ATTR_KINDS"]
 
 # Attribute kinds: how each is validated and normalised.
 ATTR_KINDS = ("int", "ints", "float", "bool", "dtype", "str", "literal")
@@ -134,6 +134,18 @@ def check_attrs(opdef: OpDef, attrs: dict) -> dict:
     if missing:
         raise IRError(f"{opdef.name}: missing attribute(s) {', '.join(sorted(missing))}")
     return {k: _normalise(opdef.name, k, opdef.attrs[k], v) for k, v in sorted(attrs.items())}
+
+
+def infer_types(op: str, input_types: Sequence[TensorType], attrs: dict) -> tuple[dict, list[TensorType]]:
+    """Check an application of ``op`` and return (normalised attrs, result types).
+
+    Raises an IRError subclass naming the op and what does not fit.
+    """
+    opdef = get_op(op)
+    if opdef.arity is not None and len(input_types) != opdef.arity:
+        raise IRError(f"{op}: expected {opdef.arity} operand(s), got {len(input_types)}")
+    attrs = check_attrs(opdef, attrs)
+    return attrs, opdef.infer(list(input_types), attrs)
 
 
 # Importing the families registers their ops.
