@@ -64,11 +64,16 @@ def dtype_of(x) -> DType:
         return x
     if isinstance(x, str) and x in DType.__members__:
         return DType[x]
-    dt = np.dtype(getattr(x, "dtype", x))
+    supported = ", ".join(d.value for d in DType)
+    try:
+        if x is None:  # np.dtype(None) is float64; a missing dtype must not pass as f64
+            raise TypeError
+        dt = np.dtype(getattr(x, "dtype", x))
+    except TypeError:  # numpy does not know the name ("f16x", 3): still our error, not numpy's
+        raise IRError(f"unknown dtype {x!r}; supported dtypes are {supported}") from None
     try:
         return _FROM_NUMPY[dt]
     except KeyError:
-        supported = ", ".join(d.value for d in DType)
         raise IRError(f"unsupported dtype {dt}; supported dtypes are {supported}") from None
 
 

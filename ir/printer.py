@@ -42,18 +42,36 @@ def format_attr(value) -> str:
     if isinstance(value, DType):
         return value.value
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return '"' + "".join(_escape_char(c) for c in value) + '"'
     if isinstance(value, tuple):
         return "[" + ",".join(format_attr(v) for v in value) + "]"
     raise TypeError(f"cannot print attribute value {value!r}")
 
 
+# The text is one equation per line: a line break, tab or other unprintable
+# character inside a string attribute is escaped so it cannot split the line.
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _escape_char(c: str) -> str:
+    if c in _ESCAPES:
+        return _ESCAPES[c]
+    if c.isprintable():
+        return c
+    code = ord(c)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 class _Namer:
     def __init__(self):
         self.names: dict[Value, str] = {}
+        self.count = 0  # not len(names): a value defined twice (broken IR) must not reuse a number
 
     def define(self, value: Value) -> str:
-        name = f"%{len(self.names)}"
+        name = f"%{self.count}"
+        self.count += 1
         self.names[value] = name
         return name
 
