@@ -1,0 +1,568 @@
+"""numpy-style functions on Variables (the ``compiler`` namespace and the
+Variable operators and methods), written in terms of the IR's primitives.
+
+NOTE: [numpy semantics in a static IR]
+The IR is exact-shape and exact-dtype; this module is where numpy's rules
+become explicit ops: NEP 50 promotion (Python scalars are weak, so
+``f32_var * 2.0`` stays f32), broadcasting (``broadcast`` ops), negative axes,
+keepdims (a ``reshape`` after the reduction), 1-D matmul operands, basic
+indexing. Anything array-like is accepted where a Variable is; the result is a
+(lazy) Variable.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Sequence
+
+import numpy as np
+
+from compiler.frontend.source_info import user_location
+from compiler.frontend.tensor import Tensor, as_array
+from compiler.frontend.variable import Variable, apply
+from ir import DType, dtype_of
+from ir.errors import DTypeError, IRError, ShapeError
+
+__all__ = [
+    "asvariable", "add", "subtract", "multiply", "divide", "power", "negative", "abs", "sign",
+    "exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "tanh", "sin", "cos", "floor", "maximum",
+    "minimum", "less", "less_equal", "greater", "greater_equal", "equal", "not_equal",
+    "where", "astype", "sum", "mean", "max", "min", "argmax", "argmin", "reshape",
+    "transpose", "broadcast_to", "expand_dims", "squeeze", "concatenate", "stack", "pad",
+    "matmul", "dot", "one_hot", "take_along_axis", "zeros_like", "ones_like", "square",
+    "logical_not", "clip",
+]
+
+_PY_SCALARS = (bool, int, float)
+
+
+def asvariable(x, dtype=None) -> Variable:
+    """``x`` as a Variable: Variables pass through, arrays become constant leaves."""
+    if isinstance(x, Variable):
+        return x if dtype is None else astype(x, dtype)
+    return Variable(Tensor._wrap(as_array(x, dtype)), requires_grad=False)
+
+
+def _is_weak(x) -> bool:
+    return isinstance(x, _PY_SCALARS) and not isinstance(x, np.generic)
+
+
+def _result_dtype(operands) -> DType:
+    args = [x if _is_weak(x) else _dtype_of_operand(x).numpy for x in operands]
+    try:
+        return dtype_of(np.result_type(*args))
+    except IRError:
+        raise DTypeError(
+            f"operands of dtypes {', '.join(str(_describe(x)) for x in operands)} promote to "
+            f"{np.result_type(*args)}, which is not supported (at {user_location()})"
+        ) from None
+
+
+def _dtype_of_operand(x) -> DType:
+    if isinstance(x, (Variable, Tensor)):
+        return x.dtype
+    return dtype_of(as_array(x).dtype)
+
+
+def _describe(x) -> str:
+    if isinstance(x, Variable):
+        return str(x.type)
+    if _is_weak(x):
+        return f"Python {type(x).__name__}"
+    return str(_dtype_of_operand(x))
+
+
+def _constant(value, dtype: DType, shape=()) -> Variable:
+    return apply("constant", [], {"value": value, "dtype": dtype, "shape": shape})
+
+
+def _to_variable(x, dtype: DType) -> Variable:
+    if _is_weak(x):
+        return _constant(dtype.numpy.type(x).item(), dtype)
+    return astype(asvariable(x), dtype)
+
+
+def _broadcast_shapes(op: str, shapes, operands=None) -> tuple[int, ...]:
+    try:
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        shown = " and ".join(str(v.type) for v in operands) if operands else \
+            " and ".join(str(list(s)) for s in shapes)
+        raise ShapeError(
+            f"{op}: operands {shown} cannot be broadcast together (at {user_location()}); "
+            "numpy broadcasting needs trailing dimensions that are equal or 1"
+        ) from None
+
+
+def broadcast_to(x, shape) -> Variable:
+    """``x`` repeated to ``shape`` by numpy's broadcasting rules."""
+    x = asvariable(x)
+    shape = tuple(int(d) for d in shape)
+    if x.shape == shape:
+        return x
+    if x.ndim > len(shape):
+        raise ShapeError(f"broadcast_to: cannot broadcast {x.type} to {list(shape)} (at {user_location()})")
+    dims = list(range(len(shape) - x.ndim, len(shape)))
+    if _broadcast_shapes("broadcast_to", [x.shape, shape]) != shape:
+        raise ShapeError(f"broadcast_to: cannot broadcast {x.type} to {list(shape)} (at {user_location()})")
+    return apply("broadcast", [x], {"shape": shape, "dims": dims})
+
+
+def _elementwise(op: str, operands, dtype: DType | None = None, attrs=None) -> Variable:
+    """Promote, broadcast and apply a primitive elementwise op."""
+    target = dtype or _result_dtype(operands)
+    vars_ = [_to_variable(x, target) for x in operands]
+    shape = _broadcast_shapes(op, [v.shape for v in vars_], vars_)
+    vars_ = [broadcast_to(v, shape) for v in vars_]
+    return apply(op, vars_, attrs or {})
+
+
+def _float_dtype(operands) -> DType:
+    dtype = _result_dtype(operands)
+    return dtype if dtype.is_float else DType.f64  # numpy: int / int -> float64
+
+
+def _unary_float(op: str):
+    def fn(x) -> Variable:
+        x = asvariable(x)
+        return apply(op, [x if x.dtype.is_float else astype(x, DType.f64)], {})
+
+    fn.__name__ = op
+    fn.__doc__ = f"Elementwise {op} (integers are converted to float64, as numpy does)."
+    return fn
+
+
+exp = _unary_float("exp")
+log = _unary_float("log")
+log1p = _unary_float("log1p")
+expm1 = _unary_float("expm1")
+sqrt = _unary_float("sqrt")
+rsqrt = _unary_float("rsqrt")
+tanh = _unary_float("tanh")
+sin = _unary_float("sin")
+cos = _unary_float("cos")
+floor = _unary_float("floor")
+logistic = _unary_float("logistic")
+
+
+def negative(x) -> Variable:
+    return apply("neg", [_numeric(asvariable(x), "negative")], {})
+
+
+def abs(x) -> Variable:
+    return apply("abs", [_numeric(asvariable(x), "abs")], {})
+
+
+def sign(x) -> Variable:
+    return apply("sign", [_numeric(asvariable(x), "sign")], {})
+
+
+def _numeric(x: Variable, op: str) -> Variable:
+    if x.dtype == DType.bool:
+        raise DTypeError(f"{op}: not defined for bool {x.type} (at {user_location()}); cast first")
+    return x
+
+
+def _arith(op: str):
+    def fn(x, y) -> Variable:
+        dtype = _result_dtype([x, y])
+        if dtype == DType.bool:
+            raise DTypeError(
+                f"{op}: arithmetic on two bool operands is not supported (at {user_location()}); "
+                "cast to an integer or float dtype first"
+            )
+        return _elementwise(op, [x, y], dtype)
+
+    return fn
+
+
+add = _arith("add")
+subtract = _arith("sub")
+multiply = _arith("mul")
+maximum = _arith("maximum")
+minimum = _arith("minimum")
+
+
+def divide(x, y) -> Variable:
+    """True division; integer operands give float64, as in numpy."""
+    return _elementwise("div", [x, y], _float_dtype([x, y]))
+
+
+def power(x, y) -> Variable:
+    """``x ** y``. A small integer Python exponent becomes multiplications (exact,
+    and defined for negative ``x``); otherwise the ``pow`` primitive on floats."""
+    if _is_weak(y) and not isinstance(y, bool) and float(y).is_integer() and 0 <= y <= 4:
+        x = asvariable(x)
+        if int(y) == 0:
+            return ones_like(x)
+        result = x
+        for _ in range(int(y) - 1):
+            result = multiply(result, x)
+        return result
+    return _elementwise("pow", [x, y], _float_dtype([x, y]))
+
+
+def square(x) -> Variable:
+    return multiply(x, x)
+
+
+def _compare(direction: str):
+    def fn(x, y) -> Variable:
+        return _elementwise("compare", [x, y], _result_dtype([x, y]), {"direction": direction})
+
+    return fn
+
+
+less = _compare("lt")
+less_equal = _compare("le")
+greater = _compare("gt")
+greater_equal = _compare("ge")
+equal = _compare("eq")
+not_equal = _compare("ne")
+
+
+def logical_not(x) -> Variable:
+    return equal(astype(x, DType.bool), False)
+
+
+def where(condition, x, y) -> Variable:
+    """Elementwise ``x if condition else y`` with broadcasting and promotion."""
+    cond = astype(asvariable(condition), DType.bool)
+    dtype = _result_dtype([x, y])
+    xv, yv = _to_variable(x, dtype), _to_variable(y, dtype)
+    shape = _broadcast_shapes("where", [cond.shape, xv.shape, yv.shape])
+    return apply("select", [broadcast_to(cond, shape), broadcast_to(xv, shape), broadcast_to(yv, shape)], {})
+
+
+def clip(x, lo, hi) -> Variable:
+    return minimum(maximum(x, lo), hi)
+
+
+def astype(x, dtype) -> Variable:
+    """Convert the element type (float -> int truncates toward zero)."""
+    x = asvariable(x)
+    dtype = dtype_of(dtype)
+    return x if x.dtype == dtype else apply("cast", [x], {"dtype": dtype})
+
+
+def zeros_like(x, dtype=None) -> Variable:
+    x = asvariable(x)
+    return _constant(False if (dtype_of(dtype or x.dtype) == DType.bool) else 0, dtype_of(dtype or x.dtype), x.shape)
+
+
+def ones_like(x, dtype=None) -> Variable:
+    x = asvariable(x)
+    return _constant(True if (dtype_of(dtype or x.dtype) == DType.bool) else 1, dtype_of(dtype or x.dtype), x.shape)
+
+
+# -- reductions ------------------------------------------------------------------------
+def _axes(x: Variable, axis, op: str) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(x.ndim))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    result = []
+    for a in axes:
+        a = int(a)
+        if not -x.ndim <= a < builtins.max(x.ndim, 1) or (x.ndim == 0):
+            raise ShapeError(f"{op}: axis {a} is out of range for {x.type} (at {user_location()})")
+        result.append(a % x.ndim)
+    if len(set(result)) != len(result):
+        raise ShapeError(f"{op}: repeated axis in {list(axes)} (at {user_location()})")
+    return tuple(sorted(result))
+
+
+def _keep(x: Variable, reduced: Variable, axes, keepdims: bool) -> Variable:
+    if not keepdims:
+        return reduced
+    shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+    return reshape(reduced, shape)
+
+
+def sum(x, axis=None, keepdims: bool = False) -> Variable:
+    """Sum over ``axis`` (None: all). bool and small ints sum as int64, as in numpy."""
+    x = asvariable(x)
+    if x.dtype in (DType.bool, DType.i32):
+        x = astype(x, DType.i64)
+    axes = _axes(x, axis, "sum")
+    return _keep(x, apply("reduce_sum", [x], {"axes": axes}), axes, keepdims)
+
+
+def mean(x, axis=None, keepdims: bool = False) -> Variable:
+    """Arithmetic mean over ``axis``; integers give float64, as in numpy."""
+    x = asvariable(x)
+    if not x.dtype.is_float:
+        x = astype(x, DType.f64)
+    axes = _axes(x, axis, "mean")
+    count = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+    return divide(sum(x, axes, keepdims), float(count) if count else float("nan"))
+
+
+def _extreme(op: str, name: str):
+    def fn(x, axis=None, keepdims: bool = False) -> Variable:
+        x = _numeric(asvariable(x), name)
+        axes = _axes(x, axis, name)
+        return _keep(x, apply(op, [x], {"axes": axes}), axes, keepdims)
+
+    fn.__name__ = name
+    fn.__doc__ = (f"{name.capitalize()} over ``axis``; nan propagates. Its gradient is split evenly "
+                  "between tied elements.")
+    return fn
+
+
+max = _extreme("reduce_max", "max")
+min = _extreme("reduce_min", "min")
+
+
+def _arg_extreme(op: str):
+    def fn(x, axis=None, keepdims: bool = False) -> Variable:
+        x = _numeric(asvariable(x), op)
+        if axis is None:
+            x, axis = reshape(x, (x.size,)), 0
+        (a,) = _axes(x, axis, op)
+        return _keep(x, apply(op, [x], {"axis": a}), (a,), keepdims)
+
+    fn.__name__ = op
+    fn.__doc__ = f"Index (int64) of the first {op[3:]}imum along ``axis`` (flattened if None)."
+    return fn
+
+
+argmax = _arg_extreme("argmax")
+argmin = _arg_extreme("argmin")
+
+
+# -- shapes ----------------------------------------------------------------------------
+def reshape(x, *shape) -> Variable:
+    """Same elements, new shape; one dimension may be -1."""
+    x = asvariable(x)
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    shape = [int(d) for d in shape]
+    if shape.count(-1) > 1:
+        raise ShapeError(f"reshape: at most one -1 in {shape} (at {user_location()})")
+    if -1 in shape:
+        known = int(np.prod([d for d in shape if d != -1], dtype=np.int64))
+        if known == 0 or x.size % known:
+            raise ShapeError(f"reshape: cannot reshape {x.type} to {shape} (at {user_location()})")
+        shape[shape.index(-1)] = x.size // known
+    if tuple(shape) == x.shape:
+        return x
+    return apply("reshape", [x], {"shape": shape})
+
+
+def transpose(x, axes=None) -> Variable:
+    """Permute axes (reverse them when ``axes`` is None)."""
+    x = asvariable(x)
+    perm = list(reversed(range(x.ndim))) if axes is None else [int(a) % builtins.max(x.ndim, 1) for a in axes]
+    if perm == list(range(x.ndim)):
+        return x
+    return apply("transpose", [x], {"perm": perm})
+
+
+def expand_dims(x, axis) -> Variable:
+    x = asvariable(x)
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    rank = x.ndim + len(axes)
+    axes = sorted(a % rank for a in axes)
+    shape = list(x.shape)
+    for a in axes:
+        shape.insert(a, 1)
+    return reshape(x, shape)
+
+
+def squeeze(x, axis=None) -> Variable:
+    x = asvariable(x)
+    axes = [i for i, d in enumerate(x.shape) if d == 1] if axis is None else list(_axes(x, axis, "squeeze"))
+    for a in axes:
+        if x.shape[a] != 1:
+            raise ShapeError(f"squeeze: axis {a} of {x.type} has size {x.shape[a]}, not 1 (at {user_location()})")
+    return reshape(x, [d for i, d in enumerate(x.shape) if i not in axes])
+
+
+def concatenate(xs: Sequence, axis: int = 0) -> Variable:
+    xs = list(xs)
+    if not xs:
+        raise ShapeError(f"concatenate: needs at least one array (at {user_location()})")
+    dtype = _result_dtype(xs)
+    vars_ = [_to_variable(x, dtype) for x in xs]
+    (a,) = _axes(vars_[0], axis, "concatenate")
+    return apply("concat", vars_, {"axis": a})
+
+
+def stack(xs: Sequence, axis: int = 0) -> Variable:
+    xs = [asvariable(x) for x in xs]
+    if not xs:
+        raise ShapeError(f"stack: needs at least one array (at {user_location()})")
+    rank = xs[0].ndim + 1
+    return concatenate([expand_dims(x, axis % rank) for x in xs], axis % rank)
+
+
+def pad(x, pad_width) -> Variable:
+    """Zero padding; ``pad_width`` as in numpy: an int, (before, after), or one pair per axis."""
+    x = asvariable(x)
+    widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (x.ndim, 2))
+    return apply("pad", [x], {"low": widths[:, 0].tolist(), "high": widths[:, 1].tolist(),
+                              "interior": [0] * x.ndim})
+
+
+def getitem(x: Variable, index) -> Variable:
+    """Basic numpy indexing: ints (negative too), slices with positive steps, None, ``...``."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    if builtins.sum(1 for i in index if i is Ellipsis) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    used = builtins.sum(1 for i in index if i is not None and i is not Ellipsis)
+    if used > x.ndim:
+        raise IndexError(f"too many indices for {x.type}: {used} given (at {user_location()})")
+    has_ellipsis = any(i is Ellipsis for i in index)
+    expanded = []
+    for i in index:
+        expanded.extend([slice(None)] * (x.ndim - used) if i is Ellipsis else [i])
+    if not has_ellipsis:
+        expanded.extend([slice(None)] * (x.ndim - used))
+    start, stop, step, out_shape = [], [], [], []
+    axis = 0
+    for i in expanded:
+        if i is None:
+            out_shape.append(1)
+            continue
+        d = x.shape[axis]
+        if isinstance(i, slice):
+            lo, hi, st = i.indices(d)
+            if st < 0:
+                raise IndexError(f"negative slice steps are not supported yet (at {user_location()})")
+            hi = builtins.max(hi, lo)
+            start.append(lo), stop.append(hi), step.append(st)
+            out_shape.append((hi - lo + st - 1) // st)
+        elif isinstance(i, (int, np.integer)) and not isinstance(i, bool):
+            j = int(i)
+            if not -d <= j < d:
+                raise IndexError(
+                    f"index {j} is out of bounds for axis {axis} with size {d} (at {user_location()})"
+                )
+            j %= d
+            start.append(j), stop.append(j + 1), step.append(1)
+        else:
+            raise IndexError(
+                f"unsupported index {i!r} (at {user_location()}); use ints, slices, None or ..., "
+                "and take_along_axis / one_hot for arrays of indices"
+            )
+        axis += 1
+    result = x
+    if (start, stop, step) != ([0] * x.ndim, list(x.shape), [1] * x.ndim):
+        result = apply("slice", [x], {"start": start, "stop": stop, "step": step})
+    return reshape(result, out_shape)
+
+
+# -- linear algebra --------------------------------------------------------------------
+def matmul(a, b) -> Variable:
+    """numpy.matmul: 1-D operands are vectors, batch dims broadcast."""
+    dtype = _result_dtype([a, b])
+    if dtype == DType.bool:
+        raise DTypeError(f"matmul: bool operands are not supported (at {user_location()})")
+    a, b = _to_variable(a, dtype), _to_variable(b, dtype)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ShapeError(f"matmul: operands must be at least 1-D, got {a.type} and {b.type} "
+                         f"(at {user_location()}); use * for scalars")
+    a2 = reshape(a, (1, a.shape[0])) if a.ndim == 1 else a
+    b2 = reshape(b, (b.shape[0], 1)) if b.ndim == 1 else b
+    if a2.shape[-1] != b2.shape[-2]:
+        raise ShapeError(
+            f"matmul: contracting dimensions differ: {a.type} @ {b.type} (at {user_location()}); "
+            f"the last axis of the left ({a2.shape[-1]}) must equal the "
+            f"{'first' if b.ndim == 1 else 'second-to-last'} axis of the right ({b2.shape[-2]})"
+        )
+    batch = _broadcast_shapes("matmul", [a2.shape[:-2], b2.shape[:-2]])
+    a3 = broadcast_to(a2, (*batch, *a2.shape[-2:]))
+    b3 = broadcast_to(b2, (*batch, *b2.shape[-2:]))
+    out = apply("dot", [a3, b3], {})
+    shape = list(out.shape)
+    if b.ndim == 1:
+        shape.pop(-1)
+    if a.ndim == 1:
+        shape.pop(-1 if b.ndim == 1 else -2)
+    return reshape(out, shape)
+
+
+def dot(a, b) -> Variable:
+    """numpy.dot for 1-D and 2-D operands (the inner product or matrix product)."""
+    a, b = asvariable(a), asvariable(b)
+    if a.ndim > 2 or b.ndim > 2:
+        raise ShapeError(f"dot: only 1-D and 2-D operands are supported, use matmul (at {user_location()})")
+    if a.ndim == 0 or b.ndim == 0:
+        return multiply(a, b)
+    return matmul(a, b)
+
+
+# -- integer labels --------------------------------------------------------------------
+def one_hot(labels, num_classes: int, dtype=DType.f32) -> Variable:
+    """``labels[..., None] == arange(num_classes)`` as ``dtype``; an out-of-range
+    label gives an all-zero row (never an out-of-bounds access)."""
+    labels = asvariable(labels)
+    if labels.dtype not in (DType.i32, DType.i64):
+        raise DTypeError(f"one_hot: labels must be integers, got {labels.type} (at {user_location()})")
+    shape = (*labels.shape, int(num_classes))
+    classes = apply("iota", [], {"shape": shape, "dimension": len(shape) - 1, "dtype": labels.dtype})
+    expanded = apply("broadcast", [labels], {"shape": shape, "dims": list(range(labels.ndim))})
+    return astype(apply("compare", [expanded, classes], {"direction": "eq"}), dtype)
+
+
+def take_along_axis(x, indices, axis: int) -> Variable:
+    """numpy.take_along_axis for integer ``indices``; out-of-range indices give 0.
+
+    Built from a one-hot mask, so it is safe and differentiable in ``x``.
+    """
+    x, indices = asvariable(x), asvariable(indices)
+    (a,) = _axes(x, axis, "take_along_axis")
+    if indices.ndim != x.ndim:
+        raise ShapeError(f"take_along_axis: indices {indices.type} must have the rank of {x.type} "
+                         f"(at {user_location()})")
+    xm = moveaxis_last(x, a)           # [..., C]
+    im = moveaxis_last(indices, a)     # [..., K]
+    n = x.shape[a]
+    mask = one_hot(im, n, x.dtype if x.dtype != DType.bool else DType.i32)  # [..., K, C]
+    batch = _broadcast_shapes("take_along_axis", [xm.shape[:-1], im.shape[:-1]])
+    mask = broadcast_to(mask, (*batch, im.shape[-1], n))
+    values = broadcast_to(expand_dims(xm, -2), (*batch, im.shape[-1], n))
+    picked = astype(sum(multiply(values, mask), axis=-1), x.dtype)
+    return moveaxis_from_last(picked, a)
+
+
+def moveaxis_last(x: Variable, axis: int) -> Variable:
+    perm = [i for i in range(x.ndim) if i != axis] + [axis]
+    return transpose(x, perm)
+
+
+def moveaxis_from_last(x: Variable, axis: int) -> Variable:
+    perm = list(range(x.ndim - 1))
+    perm.insert(axis, x.ndim - 1)
+    return transpose(x, perm)
+
+
+# -- Variable operators and methods -----------------------------------------------------
+def _reflect(fn):
+    return lambda self, other: fn(other, self)
+
+
+_OPERATORS = {
+    "__add__": add, "__radd__": _reflect(add), "__sub__": subtract, "__rsub__": _reflect(subtract),
+    "__mul__": multiply, "__rmul__": _reflect(multiply), "__truediv__": divide,
+    "__rtruediv__": _reflect(divide), "__pow__": power, "__rpow__": _reflect(power),
+    "__matmul__": matmul, "__rmatmul__": _reflect(matmul), "__neg__": negative,
+    "__pos__": lambda self: self, "__abs__": abs, "__lt__": less, "__le__": less_equal,
+    "__gt__": greater, "__ge__": greater_equal, "__eq__": equal, "__ne__": not_equal,
+    "__getitem__": getitem,
+}
+_METHODS = {
+    "sum": sum, "mean": mean, "max": max, "min": min, "argmax": argmax, "argmin": argmin,
+    "reshape": reshape, "transpose": lambda self, *axes: transpose(
+        self, axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else (axes or None)),
+    "exp": exp, "log": log, "log1p": log1p, "expm1": expm1, "sqrt": sqrt, "rsqrt": rsqrt,
+    "tanh": tanh, "sin": sin, "cos": cos, "floor": floor, "abs": abs, "sign": sign,
+    "astype": astype, "squeeze": squeeze, "expand_dims": expand_dims, "clip": clip,
+    "square": square, "matmul": matmul, "dot": dot,
+    "sigmoid": logistic, "relu": lambda self: maximum(self, 0),
+}
+for _name, _fn in {**_OPERATORS, **_METHODS}.items():
+    setattr(Variable, _name, _fn)
+Variable.T = property(lambda self: transpose(self))
+Variable.__hash__ = object.__hash__  # defining __eq__ above would otherwise unset it

@@ -1,0 +1,130 @@
+"""``Tensor``: concrete data, a C-contiguous numpy array underneath."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ir import DType, TensorType, dtype_of
+from ir.errors import DTypeError, ShapeError
+
+__all__ = ["Tensor", "as_array"]
+
+
+def as_array(value, dtype=None) -> np.ndarray:
+    """A C-contiguous numpy array of a supported dtype from array-like ``value``.
+
+    Python floats become f32 and Python ints i32 unless ``dtype`` says otherwise
+    (the defaults of JAX and PyTorch); numpy arrays keep their dtype.
+    """
+    if isinstance(value, Tensor):
+        arr = value._array
+    elif isinstance(value, np.ndarray) or np.isscalar(value) and isinstance(value, np.generic):
+        arr = np.asarray(value)
+    else:
+        arr = np.asarray(value)
+        if dtype is None and arr.dtype == np.float64:
+            arr = arr.astype(np.float32)
+        elif dtype is None and arr.dtype.kind == "i":
+            arr = arr.astype(np.int32)
+    if dtype is not None:
+        arr = arr.astype(dtype_of(dtype).numpy, copy=False)
+    try:
+        dtype_of(arr.dtype)
+    except Exception:
+        raise DTypeError(
+            f"unsupported dtype {arr.dtype}; use one of f32, f64, i32, i64, bool "
+            f"(e.g. array.astype(numpy.float32))"
+        ) from None
+    return np.ascontiguousarray(arr)
+
+
+class Tensor:
+    """Concrete n-dimensional data.
+
+    ``Tensor(data, shape)`` takes a flat sequence and a shape; ``Tensor(array)``
+    takes a numpy array (or nested lists) alone.
+
+    >>> t = Tensor([1.0, 2.0, 3.0, 4.0], (2, 2))
+    >>> t.shape, t.dtype
+    ((2, 2), DType.f32)
+    >>> float(t.data()[3])
+    4.0
+    """
+
+    __slots__ = ("_array",)
+    __array_priority__ = 100
+
+    def __init__(self, data, shape=None, dtype=None):
+        arr = as_array(data, dtype)
+        if shape is not None:
+            shape = tuple(int(d) for d in shape)
+            if arr.size != int(np.prod(shape, dtype=np.int64)):
+                raise ShapeError(
+                    f"Tensor: {arr.size} value(s) given for shape {list(shape)} "
+                    f"({int(np.prod(shape, dtype=np.int64))} elements)"
+                )
+            arr = arr.reshape(shape)
+        self._array = arr
+
+    @classmethod
+    def _wrap(cls, arr: np.ndarray) -> "Tensor":
+        # Internal: adopt an array the runtime just produced (no copy, no checks).
+        t = object.__new__(cls)
+        t._array = arr
+        return t
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._array.shape
+
+    @property
+    def dtype(self) -> DType:
+        return dtype_of(self._array.dtype)
+
+    @property
+    def type(self) -> TensorType:
+        return TensorType(self.dtype, self._array.shape)
+
+    @property
+    def ndim(self) -> int:
+        return self._array.ndim
+
+    @property
+    def size(self) -> int:
+        return self._array.size
+
+    def data(self) -> np.ndarray:
+        """The flat values in row-major order (a read-only view)."""
+        flat = self._array.reshape(-1)
+        flat.flags.writeable = False
+        return flat
+
+    def numpy(self) -> np.ndarray:
+        """A numpy array with this tensor's shape (a copy the caller may modify)."""
+        return self._array.copy()
+
+    def item(self):
+        """The single value of a one-element tensor, as a Python number."""
+        if self._array.size != 1:
+            raise ShapeError(f"item() needs a tensor with one element, got shape {list(self.shape)}")
+        return self._array.reshape(()).item()
+
+    def __array__(self, dtype=None, copy=None):
+        arr = self._array
+        return arr.astype(dtype) if dtype is not None else arr
+
+    def __len__(self) -> int:
+        if not self._array.ndim:
+            raise TypeError("len() of a 0-d tensor")
+        return self._array.shape[0]
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __repr__(self) -> str:
+        body = np.array2string(self._array, separator=", ", threshold=20)
+        return f"Tensor({body}, dtype={self.dtype})"
+

@@ -1,0 +1,240 @@
+"""``Variable``: a node of a lazily built graph.
+
+NOTE: [Lazy graphs and traces]
+Arithmetic on Variables records operations (an op name, input Variables,
+attributes and the user's source line) and computes nothing. A value is
+computed only when asked for (``.data``, ``.numpy()``, printing,
+``.backward()``): the needed subgraph becomes an IR Function, which is compiled
+(cached by structure, so a training loop compiles once) and run natively.
+
+There are two kinds of leaves: concrete ones hold a ``Tensor``; abstract ones
+(``_trace`` set) stand for the parameters of a function being traced by ``jit``
+or ``functional.grad``. An operation node belongs to the innermost trace among
+its inputs; asking such a node for its value is a ``ConcretizationError``,
+because inside a trace there is no value yet.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from compiler.frontend.source_info import user_location
+from compiler.frontend.tensor import Tensor, as_array
+from ir import DType, TensorType
+from ir.builder import with_location
+from ir.errors import IRError
+from ir.ops import infer_types
+
+__all__ = ["Variable", "Trace", "ConcretizationError", "apply", "is_traced"]
+
+
+class ConcretizationError(IRError, TypeError):
+    """A traced Variable's value was needed while tracing (no value exists yet)."""
+
+
+class Trace:
+    """One tracing session (jit or functional.grad); nested sessions get higher levels."""
+
+    _levels = itertools.count(1)
+
+    def __init__(self, purpose: str):
+        self.level = next(self._levels)
+        self.purpose = purpose
+
+    def __repr__(self) -> str:
+        return f"Trace({self.purpose}, level={self.level})"
+
+
+class Variable:
+    """A tensor-valued node of a lazily compiled computation graph.
+
+    ``Variable(Tensor([3.0], ()))`` or ``Variable(numpy_array)`` makes a leaf;
+    arithmetic makes new nodes. ``.data`` is the value (a Tensor), ``.grad`` the
+    gradient accumulated by ``backward()``.
+
+    >>> from compiler import Tensor, Variable
+    >>> w = Variable(Tensor([3.0], ()))
+    >>> loss = w * w + 1.0
+    >>> loss.backward()
+    >>> float(loss.data.item()), float(w.grad.item())
+    (10.0, 6.0)
+    """
+
+    __slots__ = ("_type", "_op", "_inputs", "_attrs", "_loc", "_value", "_trace",
+                 "grad", "requires_grad", "__weakref__")
+    __array_priority__ = 200  # numpy defers binary operators to Variable
+
+    def __init__(self, data, requires_grad: bool = True):
+        value = data if isinstance(data, Tensor) else Tensor(data)
+        self._init_node(value.type, None, (), {}, user_location(), value, None)
+        self.requires_grad = requires_grad
+
+    def _init_node(self, type_, op, inputs, attrs, loc, value, trace):
+        self._type: TensorType = type_
+        self._op: str | None = op
+        self._inputs: tuple[Variable, ...] = inputs
+        self._attrs: dict = attrs
+        self._loc: str | None = loc
+        self._value: Tensor | None = value
+        self._trace: Trace | None = trace
+        self.grad: Tensor | None = None
+        self.requires_grad = False
+
+    @classmethod
+    def _node(cls, type_, op, inputs, attrs, loc, value=None, trace=None) -> "Variable":
+        v = object.__new__(cls)
+        v._init_node(type_, op, inputs, attrs, loc, value, trace)
+        return v
+
+    @classmethod
+    def _abstract(cls, type_: TensorType, trace: Trace) -> "Variable":
+        """A parameter of the function ``trace`` is recording."""
+        return cls._node(type_, None, (), {}, None, None, trace)
+
+    # -- what the node is -------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._type.shape
+
+    @property
+    def dtype(self) -> DType:
+        return self._type.dtype
+
+    @property
+    def type(self) -> TensorType:
+        return self._type
+
+    @property
+    def ndim(self) -> int:
+        return self._type.rank
+
+    @property
+    def size(self) -> int:
+        return self._type.size
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._op is None
+
+    # -- values ----------------------------------------------------------------------
+    @property
+    def data(self) -> Tensor:
+        """The value, computed (compiled and run) on first access."""
+        if self._value is None:
+            from compiler.frontend.evaluate import evaluate
+
+            evaluate([self])
+        return self._value
+
+    @data.setter
+    def data(self, value) -> None:
+        """Replace a leaf's value in place (shape and dtype must stay the same)."""
+        if not self.is_leaf or self._trace is not None:
+            raise IRError("only a concrete leaf Variable's .data can be assigned")
+        arr = as_array(value, self.dtype)
+        if arr.shape != self.shape:
+            raise IRError(
+                f"cannot assign data of shape {list(arr.shape)} to a Variable of type {self._type}"
+            )
+        self._value = Tensor._wrap(arr)
+
+    def numpy(self) -> np.ndarray:
+        return self.data.numpy()
+
+    def item(self):
+        return self.data.item()
+
+    def tolist(self):
+        return self.data._array.tolist()
+
+    def __array__(self, dtype=None, copy=None):
+        return self.data.__array__(dtype)
+
+    def __float__(self) -> float:
+        return float(self.data.item())
+
+    def __int__(self) -> int:
+        return int(self.data.item())
+
+    def __bool__(self) -> bool:
+        if self._trace is not None:
+            raise ConcretizationError(
+                f"the truth value of a traced Variable {self._type} is not known while tracing "
+                f"(at {user_location()}); use compiler.where(cond, a, b) instead of if/else"
+            )
+        return bool(self.data.item())
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d Variable")
+        return self.shape[0]
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def __repr__(self) -> str:
+        if self._trace is not None:
+            return f"Variable(traced {self._type})"
+        body = np.array2string(self.data._array, separator=", ", threshold=20)
+        return f"Variable({body}, dtype={self.dtype})"
+
+    __hash__ = object.__hash__  # == is elementwise, as in numpy and PyTorch
+
+    # -- graph utilities ---------------------------------------------------------------
+    def clone(self) -> "Variable":
+        """A copy of this node (same value, same history; gradients flow through it)."""
+        return self._node(self._type, self._op, self._inputs, self._attrs, self._loc,
+                          self._value, self._trace) if self._op else _identity(self)
+
+    def detach(self) -> "Variable":
+        """A new leaf with this node's value and no history (no gradient flows back)."""
+        if self._trace is not None:
+            raise IRError(
+                f"detach() of a traced Variable is not supported yet (at {user_location()}); "
+                "compute the value outside the traced function instead"
+            )
+        return Variable(self.data, requires_grad=False)
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    def backward(self, gradient=None) -> None:
+        """Accumulate d(self)/d(leaf) into ``.grad`` of every leaf this depends on.
+
+        ``self`` must be a scalar unless ``gradient`` (the seed cotangent, of
+        self's shape) is given. Runs the differentiation pass over the recorded
+        graph and compiles the result, like any other computation.
+        """
+        from compiler.frontend.evaluate import backward
+
+        backward(self, gradient)
+
+
+def _identity(v: Variable) -> Variable:
+    # A leaf's clone is a new node reading it, so gradients reach the original.
+    return apply("reshape", [v], {"shape": v.shape})
+
+
+def is_traced(v) -> bool:
+    return isinstance(v, Variable) and v._trace is not None
+
+
+def apply(op: str, inputs, attrs: dict, loc: str | None = None) -> Variable:
+    """Record ``op(inputs) {attrs}`` as a new Variable, type-checked now.
+
+    A type-rule violation raises at the user's line (the error names it).
+    """
+    if loc is None:
+        loc = user_location()
+    try:
+        attrs, types = infer_types(op, [v._type for v in inputs], attrs)
+    except IRError as error:
+        raise with_location(error, loc) from None
+    trace = None
+    for v in inputs:
+        if v._trace is not None and (trace is None or v._trace.level > trace.level):
+            trace = v._trace
+    return Variable._node(types[0], op, tuple(inputs), attrs, loc, None, trace)

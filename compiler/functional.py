@@ -1,0 +1,231 @@
+"""The functional API: ``grad``, ``value_and_grad``, ``vjp``, ``jvp``,
+``jacobian`` and ``hessian`` of pure functions, compiled like ``jit``.
+
+Each transformed function traces ``f`` once per input signature, appends the
+gradient with the differentiation pass, and compiles the result. Called with
+Variables (inside another trace, e.g. ``grad(grad(f))``), it joins their graph
+instead, which is how derivatives of any order work.
+
+>>> from compiler import Tensor, functional
+>>> def square(x):
+...     return x * x
+>>> functional.grad(square)(Tensor([3.0], ())).data()[0]
+np.float32(6.0)
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, Sequence
+
+from compiler.autodiff import grad_function, vjp_function
+from compiler.frontend import numpy_api as fnp
+from compiler.frontend.tensor import Tensor
+from compiler.frontend.tracing import (Signature, Traced, leaf_array, leaf_type, run_traced,
+                                       split_args, trace)
+from compiler.frontend.variable import Variable
+from compiler.pipeline import compile_cached
+from compiler.pytree import TreeDef, flatten, unflatten
+from ir import Function
+from ir.errors import IRError
+
+__all__ = ["grad", "value_and_grad", "vjp", "jvp", "jacobian", "hessian"]
+
+
+def grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
+    """The gradient of scalar-valued ``f`` with respect to the arguments ``argnums``.
+
+    With ``has_aux``, ``f`` returns ``(value, aux)`` and the result is ``(grads, aux)``.
+    Gradients have the structure of their arguments (nested containers too).
+    """
+    vg = value_and_grad(f, argnums, has_aux)
+
+    @functools.wraps(f)
+    def grad_f(*args, **kwargs):
+        value, grads = vg(*args, **kwargs)
+        return (grads, value[1]) if has_aux else grads
+
+    return grad_f
+
+
+def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
+    """``f``'s value together with its gradient (see ``grad``)."""
+    return _ValueAndGrad(f, argnums, has_aux)
+
+
+class _ValueAndGrad:
+    def __init__(self, f, argnums, has_aux):
+        self.f = f
+        self.argnums = argnums
+        self.has_aux = has_aux
+        self._cache: dict[Signature, tuple[Traced, list[TreeDef]]] = {}
+        functools.update_wrapper(self, f)
+
+    def _wrt(self, num_args: int) -> tuple[int, ...]:
+        nums = (self.argnums,) if isinstance(self.argnums, int) else tuple(self.argnums)
+        for n in nums:
+            if not -num_args <= n < num_args:
+                raise IRError(f"grad: argnums {self.argnums} out of range for {num_args} argument(s)")
+        return tuple(n % num_args for n in nums)
+
+    def __call__(self, *args, **kwargs):
+        name = getattr(self.f, "__name__", "function")
+        if not args:
+            raise IRError(f"grad of {name}: needs at least one positional argument to differentiate")
+        wrt_args = self._wrt(len(args))
+        leaves, tree, static = split_args(name, args, kwargs, (), ())
+        signature = Signature(tree, tuple(leaf_type(x) for x in leaves), (), (wrt_args, self.has_aux))
+        cached = self._cache.get(signature)
+        if cached is None:
+            cached = self._trace(signature, args, wrt_args)
+            if cached[0].reusable:
+                self._cache[signature] = cached
+        traced, arg_trees = cached
+        outputs, symbolic = run_traced(traced, leaves, compile_cached)
+        if not symbolic:
+            outputs = [Tensor._wrap(o) for o in outputs]
+        num_values = traced.out_tree.num_leaves
+        value = unflatten(traced.out_tree, outputs[:num_values])
+        grads_flat = outputs[num_values:]
+        grads = []
+        for t in arg_trees:
+            grads.append(unflatten(t, grads_flat[:t.num_leaves]))
+            grads_flat = grads_flat[t.num_leaves:]
+        return value, grads[0] if isinstance(self.argnums, int) else tuple(grads)
+
+    def _trace(self, signature: Signature, args, wrt_args) -> tuple[Traced, list[TreeDef]]:
+        # Leaf offsets of each positional argument in the flattened call.
+        offsets, arg_trees, start = [], [], 0
+        for a in args:
+            n = len(flatten(a)[0])
+            offsets.append(range(start, start + n))
+            arg_trees.append(flatten(a)[1])
+            start += n
+        wrt = [i for a in wrt_args for i in offsets[a]]
+        for i in wrt:
+            t = signature.leaf_types[i]
+            if not t.dtype.is_float:
+                raise IRError(
+                    f"grad of {getattr(self.f, '__name__', 'function')}: argument leaf of type {t} is "
+                    "not floating-point; gradients only flow through f32/f64 values "
+                    "(pass integer inputs as non-differentiated arguments)"
+                )
+
+        has_aux = self.has_aux
+
+        def finish(result):
+            value, aux = (result if has_aux else (result, None))
+            if has_aux and not (isinstance(result, tuple) and len(result) == 2):
+                raise IRError("grad(has_aux=True): the function must return a pair (value, aux)")
+            value = value if isinstance(value, Variable) else fnp.asvariable(value)
+            if value.shape != () or not value.dtype.is_float:
+                raise IRError(
+                    f"grad: the function must return a floating-point scalar, got {value.type}; "
+                    "reduce it (e.g. .sum() or .mean()) or use functional.vjp with a cotangent"
+                )
+            aux_leaves, aux_tree = flatten(aux)
+            tree = flatten((value, aux) if has_aux else value)[1]
+            return [value] + [fnp.asvariable(x) for x in aux_leaves], tree
+
+        traced = trace(self.f, signature, "grad", finish)
+        fn = grad_function(traced.fn, wrt, output_index=0)
+        return Traced(fn, traced.captures, traced.out_tree, traced.num_inputs), \
+            [arg_trees[a] for a in wrt_args]
+
+
+def vjp(f: Callable, *primals):
+    """``(f(*primals), vjp_fn)`` where ``vjp_fn(cotangent)`` gives one cotangent per primal
+    (a tuple, in the structure of each primal)."""
+    from compiler.jit import jit
+
+    name = getattr(f, "__name__", "function")
+    leaves, tree, _ = split_args(name, primals, {}, (), ())
+    traced = trace(f, Signature(tree, tuple(leaf_type(x) for x in leaves), ()), "vjp")
+    # vjp_function's parameters: the primals, the captures, then one cotangent per output.
+    fn = vjp_function(traced.fn, list(range(traced.num_inputs)))
+    arg_trees = [flatten(p)[1] for p in primals]
+    num_out = traced.out_tree.num_leaves
+
+    def vjp_fn(cotangent):
+        ct_leaves, ct_tree = flatten(cotangent)
+        if ct_tree != traced.out_tree:
+            raise IRError(f"vjp: cotangent structure {ct_tree} differs from the output's {traced.out_tree}")
+        for c, v in zip(ct_leaves, traced.fn.outputs, strict=True):
+            if leaf_type(c) != v.type:
+                raise IRError(f"vjp: cotangent of type {leaf_type(c)} for an output of type {v.type}")
+        # The cotangents ride along as extra "captures" after the traced ones.
+        with_cotangents = Traced(fn, list(traced.captures), traced.out_tree, traced.num_inputs)
+        symbolic = any(isinstance(x, Variable) for x in [*leaves, *ct_leaves])
+        if symbolic:
+            with_cotangents.captures += [fnp.asvariable(c) for c in ct_leaves]
+            outputs, _ = run_traced(with_cotangents, list(leaves), compile_cached)
+        else:
+            arrays = [leaf_array(x) for x in leaves] + traced.capture_arrays() + \
+                [leaf_array(c) for c in ct_leaves]
+            outputs = [Tensor._wrap(o) for o in compile_cached(fn)(*arrays)]
+        grads_flat = outputs[num_out:]
+        result = []
+        for t in arg_trees:
+            result.append(unflatten(t, grads_flat[:t.num_leaves]))
+            grads_flat = grads_flat[t.num_leaves:]
+        return tuple(result)
+
+    return jit(f)(*primals), vjp_fn
+
+
+def _zero_of(value):
+    import numpy as np
+
+    return np.zeros(value.shape, value.dtype.numpy)
+
+
+def jvp(f: Callable, primals: Sequence, tangents: Sequence):
+    """Forward mode: ``(f(*primals), J @ tangents)`` for ``f`` with one array output.
+
+    Built from the reverse-mode rules by transposition: ``u -> vjp(u)`` is
+    linear, and the gradient of ``<vjp(u), tangents>`` with respect to ``u`` is
+    the Jacobian-vector product.
+    """
+    primals, tangents = tuple(primals), tuple(tangents)
+    if len(primals) != len(tangents):
+        raise IRError(f"jvp: {len(primals)} primal(s) but {len(tangents)} tangent(s)")
+
+    def pairing(u, *xs):
+        _, pullback = vjp(f, *xs)
+        total = None
+        for g, t in zip(pullback(u), tangents, strict=True):
+            term = fnp.sum(fnp.multiply(g, t))
+            total = term if total is None else fnp.add(total, term)
+        return total
+
+    from compiler.jit import jit
+
+    out = jit(f)(*primals)
+    zero = _zero_of(leaf_type(out))
+    return out, grad(pairing)(zero, *primals)
+
+
+def jacobian(f: Callable) -> Callable:
+    """The Jacobian of ``f`` (one array in, one array out): shape ``out.shape + in.shape``.
+
+    Computed row by row in reverse mode inside one compiled program; meant for
+    small outputs.
+    """
+
+    def jac(x):
+        from compiler.jit import jit
+
+        def rows(x):
+            y = f(x)
+            n = int(y.size) if y.ndim else 1
+            grads = [grad(lambda x, i=i: fnp.reshape(f(x), (n,))[i])(x) for i in range(n)]
+            return fnp.reshape(fnp.stack(grads), (*y.shape, *x.shape))
+
+        return jit(rows)(x) if not isinstance(x, Variable) else rows(x)
+
+    return jac
+
+
+def hessian(f: Callable) -> Callable:
+    """The Hessian of scalar ``f`` of one array: ``jacobian(grad(f))``."""
+    return jacobian(grad(f))

@@ -1,0 +1,90 @@
+"""Numerically stable composites for model code, built from primitives.
+
+None of these is a primitive: each traces into a few ops of the IR, which the
+fusion pass turns into a few loops. With logits as large as 1e4 the values and
+gradients stay finite (every exp sees a non-positive argument).
+"""
+
+from __future__ import annotations
+
+from compiler.frontend import numpy_api as fnp
+from compiler.frontend.variable import Variable
+from ir import DType
+from ir.errors import ShapeError
+
+__all__ = ["relu", "sigmoid", "softmax", "log_softmax", "logsumexp", "cross_entropy", "mse",
+           "gelu", "softplus"]
+
+
+def relu(x) -> Variable:
+    """max(x, 0); the gradient at exactly 0 is 1/2 (ties split evenly)."""
+    return fnp.maximum(x, 0.0)
+
+
+def sigmoid(x) -> Variable:
+    """1 / (1 + exp(-x)), stable in both tails (the ``logistic`` primitive)."""
+    return fnp.logistic(x)
+
+
+def softplus(x) -> Variable:
+    """log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|))."""
+    x = fnp.asvariable(x)
+    return fnp.add(fnp.maximum(x, 0.0), fnp.log1p(fnp.exp(fnp.negative(fnp.abs(x)))))
+
+
+def logsumexp(x, axis=-1, keepdims: bool = False) -> Variable:
+    """log(sum(exp(x))) along ``axis``, shifted by the maximum so exp never overflows."""
+    x = fnp.asvariable(x)
+    shift = fnp.max(x, axis=axis, keepdims=True)
+    total = fnp.sum(fnp.exp(fnp.subtract(x, shift)), axis=axis, keepdims=True)
+    result = fnp.add(fnp.log(total), shift)
+    return result if keepdims else fnp.squeeze(result, axis)
+
+
+def log_softmax(x, axis=-1) -> Variable:
+    """x - logsumexp(x) along ``axis``."""
+    return fnp.subtract(x, logsumexp(x, axis=axis, keepdims=True))
+
+
+def softmax(x, axis=-1) -> Variable:
+    """exp(x - max) / sum(exp(x - max)) along ``axis``."""
+    x = fnp.asvariable(x)
+    e = fnp.exp(fnp.subtract(x, fnp.max(x, axis=axis, keepdims=True)))
+    return fnp.divide(e, fnp.sum(e, axis=axis, keepdims=True))
+
+
+def cross_entropy(logits, labels) -> Variable:
+    """Mean softmax cross-entropy over the batch.
+
+    ``logits`` is ``[N, C]`` (or ``[C]``); ``labels`` either integer class indices
+    ``[N]`` (an out-of-range label contributes only the log-normaliser, never an
+    out-of-bounds read) or probabilities / one-hot rows ``[N, C]``.
+    """
+    logits = fnp.asvariable(logits)
+    labels = fnp.asvariable(labels)
+    logp = log_softmax(logits, axis=-1)
+    if labels.dtype in (DType.i32, DType.i64):
+        if labels.shape != logits.shape[:-1]:
+            raise ShapeError(
+                f"cross_entropy: integer labels {labels.type} must have the logits' batch shape "
+                f"{list(logits.shape[:-1])}"
+            )
+        picked = fnp.take_along_axis(logp, fnp.expand_dims(labels, -1), axis=-1)
+        return fnp.negative(fnp.mean(picked))
+    if labels.shape != logits.shape:
+        raise ShapeError(f"cross_entropy: label distribution {labels.type} must match logits {logits.type}")
+    per_example = fnp.sum(fnp.multiply(labels, logp), axis=-1)
+    return fnp.negative(fnp.mean(per_example))
+
+
+def mse(predictions, targets) -> Variable:
+    """Mean squared error."""
+    diff = fnp.subtract(predictions, targets)
+    return fnp.mean(fnp.multiply(diff, diff))
+
+
+def gelu(x) -> Variable:
+    """The tanh approximation 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    x = fnp.asvariable(x)
+    inner = fnp.multiply(0.7978845608, fnp.add(x, fnp.multiply(0.044715, fnp.multiply(x, fnp.multiply(x, x)))))
+    return fnp.multiply(fnp.multiply(0.5, x), fnp.add(1.0, fnp.tanh(inner)))
