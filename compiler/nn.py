@@ -17,8 +17,9 @@ __all__ = ["relu", "sigmoid", "softmax", "log_softmax", "logsumexp", "cross_entr
 
 
 def relu(x) -> Variable:
-    """max(x, 0); the gradient at exactly 0 is 1/2 (ties split evenly)."""
-    return fnp.maximum(x, 0.0)
+    """max(x, 0), with gradient 0 at x == 0 (as in PyTorch and JAX)."""
+    x = fnp.asvariable(x)
+    return fnp.where(fnp.greater(x, 0), x, 0)
 
 
 def sigmoid(x) -> Variable:

@@ -560,7 +560,7 @@ _METHODS = {
     "tanh": tanh, "sin": sin, "cos": cos, "floor": floor, "abs": abs, "sign": sign,
     "astype": astype, "squeeze": squeeze, "expand_dims": expand_dims, "clip": clip,
     "square": square, "matmul": matmul, "dot": dot,
-    "sigmoid": logistic, "relu": lambda self: maximum(self, 0),
+    "sigmoid": logistic, "relu": lambda self: where(greater(self, 0), self, 0),
 }
 for _name, _fn in {**_OPERATORS, **_METHODS}.items():
     setattr(Variable, _name, _fn)

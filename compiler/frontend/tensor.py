@@ -35,7 +35,8 @@ def as_array(value, dtype=None) -> np.ndarray:
             f"unsupported dtype {arr.dtype}; use one of f32, f64, i32, i64, bool "
             f"(e.g. array.astype(numpy.float32))"
         ) from None
-    return np.ascontiguousarray(arr)
+    # np.ascontiguousarray would turn a 0-d array into a 1-d one.
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")
 
 
 class Tensor:
