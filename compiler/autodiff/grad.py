@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-from ir import Builder, Function, Value
+from ir import Builder, Eqn, Function, Value
 from ir.errors import IRError
 
 from compiler.autodiff.rules import NONDIFFERENTIABLE, RULES
@@ -196,11 +196,16 @@ def _append_backward(
 
 def _finish(b: Builder, n_forward: int, outputs: list[Value], grads: list[Value]) -> Function:
     """The function with the gradient equations nobody uses removed (forward ones all kept)."""
-    needed = set(grads)
-    kept_backward = []
-    for eqn in reversed(b.eqns[n_forward:]):
-        if any(v in needed for v in eqn.outputs):
-            kept_backward.append(eqn)
-            needed.update(eqn.inputs)
-    eqns = b.eqns[:n_forward] + kept_backward[::-1]
+    eqns = _sweep_dead(b.eqns, grads, keep_first=n_forward)
     return Function(b.name, list(b.params), eqns, outputs + grads)
+
+
+def _sweep_dead(eqns: list[Eqn], roots: Sequence[Value], keep_first: int = 0) -> list[Eqn]:
+    """``eqns[:keep_first]`` and the later equations that ``roots`` depend on, in order."""
+    needed = set(roots)
+    kept = []
+    for eqn in reversed(eqns[keep_first:]):
+        if any(v in needed for v in eqn.outputs):
+            kept.append(eqn)
+            needed.update(eqn.inputs)
+    return eqns[:keep_first] + kept[::-1]

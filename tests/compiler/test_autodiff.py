@@ -17,6 +17,7 @@ from compiler.autodiff import (
     RULES,
     DifferentiationError,
     grad_function,
+    jvp_function,
     vjp_function,
 )
 from op_samples import all_samples
@@ -35,14 +36,20 @@ def _f64(t: TensorType) -> TensorType:
     return t.with_dtype(F64) if t.dtype.is_float else t
 
 
-def _weighted_loss(sample, rng) -> Function:
-    """loss(operands) = sum(op(operands) * W) in float64, W a random constant."""
+def _apply_f64(sample) -> tuple[Builder, Value]:
+    """A builder applying the sample's op to fresh params, with float types made f64."""
     b = Builder(sample.op)
     params = [b.param(_f64(t)) for t in sample.inputs]
     attrs = {
         k: F64 if isinstance(v, DType) and v.is_float else v for k, v in sample.attrs.items()
     }
     (out,) = b.emit(sample.op, params, attrs)
+    return b, out
+
+
+def _weighted_loss(sample, rng) -> Function:
+    """loss(operands) = sum(op(operands) * W) in float64, W a random constant."""
+    b, out = _apply_f64(sample)
     weights = b.constant(rng.standard_normal(out.shape), out.dtype, out.shape)
     loss = b.reduce_sum(b.mul(out, weights), axes=list(range(out.type.rank)))
     return b.finish([loss])
@@ -100,6 +107,26 @@ def test_vjp_rule_matches_finite_differences(sample):
         assert grad.shape == args[index].shape and grad.dtype == np.float64
         expected = _numeric_grad(fn, args, index)
         np.testing.assert_allclose(grad, expected, rtol=RTOL, atol=ATOL, err_msg=f"operand {index}")
+
+
+@pytest.mark.parametrize("sample", DIFFERENTIABLE_SAMPLES, ids=lambda s: s.id)
+def test_jvp_matches_finite_differences(sample):
+    rng = np.random.default_rng(2)
+    b, out = _apply_f64(sample)
+    fn = b.finish([out])
+    args = sample.arrays(rng, dtype_override=F64)
+    tangents = [rng.standard_normal(args[i].shape) for i in sample.differentiable]
+    value, tangent_out = interpret(jvp_function(fn, sample.differentiable), args + tangents)
+
+    def shifted(sign):
+        trial = list(args)
+        for i, t in zip(sample.differentiable, tangents, strict=True):
+            trial[i] = args[i] + sign * EPS * t
+        return interpret(fn, trial)[0]
+
+    np.testing.assert_array_equal(value, interpret(fn, args)[0])
+    expected = (shifted(1) - shifted(-1)) / (2 * EPS)
+    np.testing.assert_allclose(tangent_out, expected, rtol=RTOL, atol=ATOL)
 
 
 def test_every_op_has_a_rule_or_is_nondifferentiable():
@@ -205,6 +232,47 @@ def test_mlp_hessian_vector_product_matches_finite_differences_of_the_gradient()
     minus = interpret(grad, [a - h * v for a, v in zip(args, vs + [0, 0], strict=True)])[1:]
     for got, p, m in zip(hvp, plus, minus, strict=True):
         np.testing.assert_allclose(got, (p - m) / (2 * h), rtol=1e-6, atol=1e-8)
+
+
+def test_forward_over_reverse_hvp_matches_reverse_over_reverse():
+    rng = np.random.default_rng(3)
+    fn = _mlp_loss()
+    args = [rng.standard_normal(p.shape) for p in fn.params]
+    vs = [rng.standard_normal(fn.params[i].shape) for i in (0, 2)]
+    grad = grad_function(fn, [0, 2])
+    hvp_forward = interpret(jvp_function(grad, [0, 2]), args + vs)[-2:]
+
+    def hvp_scalar(b, outs):
+        return b.add(_dot_with(b, outs[1], vs[0]), _dot_with(b, outs[2], vs[1]))
+
+    hvp_reverse = interpret(grad_function(_scalar_from(grad, hvp_scalar), [0, 2]), args)[-2:]
+    for forward, reverse in zip(hvp_forward, hvp_reverse, strict=True):
+        np.testing.assert_allclose(forward, reverse, rtol=1e-12, atol=1e-14)
+
+
+def test_jvp_structure_zero_tangents_and_locations():
+    b, (x, w, unused) = _f64_params((3,), (3,), (2,))
+    with b.at("model.py:1"):
+        y = b.sin(b.mul(x, w))
+    with b.at("model.py:2"):
+        total = _total(b, y)
+    fn = b.finish([total, b.argmax(x, axis=0), b.exp(w)])
+    jvp = jvp_function(fn, [0, 2])
+    assert jvp.params[:3] == fn.params and jvp.param_types[3:] == [x.type, unused.type]
+    assert jvp.outputs[:3] == fn.outputs and jvp.output_types[3:] == fn.output_types
+    forward_values = {v for e in fn.eqns for v in e.outputs}
+    derived = [e for e in jvp.eqns if e.op != "constant" and e.output not in forward_values]
+    assert {e.loc for e in derived} == {"model.py:1 (jvp)", "model.py:2 (jvp)"}
+    assert {e.op for e in derived} == {"cos", "mul", "reduce_sum"}, "backward pass swept"
+    xs, ws, tx, tu = np.array([0.1, 0.2, 0.3]), np.array([1.0, 2.0, 3.0]), np.ones(3), np.ones(2)
+    _, _, _, t_total, t_index, t_exp = interpret(jvp, [xs, ws, np.zeros(2), tx, tu])
+    np.testing.assert_allclose(t_total, np.sum(np.cos(xs * ws) * ws), rtol=1e-14)
+    assert t_index == 0 and t_index.dtype == np.int64
+    np.testing.assert_array_equal(t_exp, np.zeros(3))
+    b = Builder("f")
+    n = b.param(TensorType(DType.i32, (3,)))
+    with pytest.raises(DifferentiationError, match="gradients only flow through floating"):
+        jvp_function(b.finish([b.cast(n, F64)]), [0])
 
 
 # --- ties ----------------------------------------------------------------------------------
