@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 from typing import Callable, Sequence
 
-from compiler.autodiff import grad_function, vjp_function
+from compiler.autodiff import grad_function, jvp_function, vjp_function
 from compiler.frontend import numpy_api as fnp
 from compiler.frontend.tensor import Tensor
 from compiler.frontend.tracing import (Signature, Traced, leaf_array, leaf_type, run_traced,
@@ -86,11 +86,7 @@ class _ValueAndGrad:
             outputs = [Tensor._wrap(o) for o in outputs]
         num_values = traced.out_tree.num_leaves
         value = unflatten(traced.out_tree, outputs[:num_values])
-        grads_flat = outputs[num_values:]
-        grads = []
-        for t in arg_trees:
-            grads.append(unflatten(t, grads_flat[:t.num_leaves]))
-            grads_flat = grads_flat[t.num_leaves:]
+        grads = _split_per_argument(outputs[num_values:], arg_trees)
         return value, grads[0] if isinstance(self.argnums, int) else tuple(grads)
 
     def _trace(self, signature: Signature, args, wrt_args) -> tuple[Traced, list[TreeDef]]:
@@ -133,76 +129,71 @@ class _ValueAndGrad:
             [arg_trees[a] for a in wrt_args]
 
 
+def _run_with_extras(fn: Function, traced: Traced, leaves: list, extras: list) -> list:
+    """Run ``fn``, a transform of ``traced.fn`` whose parameters are the traced
+    parameters, its captures, then ``extras`` (cotangents or tangents)."""
+    if any(isinstance(x, Variable) for x in [*leaves, *extras]):
+        with_extras = Traced(fn, list(traced.captures) + [fnp.asvariable(x) for x in extras],
+                             traced.out_tree, traced.num_inputs)
+        return run_traced(with_extras, list(leaves), compile_cached)[0]
+    arrays = [leaf_array(x) for x in leaves] + traced.capture_arrays() + [leaf_array(x) for x in extras]
+    return [Tensor._wrap(o) for o in compile_cached(fn)(*arrays)]
+
+
+def _check_like(what: str, given: list, expected_types, given_tree: TreeDef, expected_tree: TreeDef):
+    if given_tree != expected_tree:
+        raise IRError(f"{what}: structure {given_tree} differs from the expected {expected_tree}")
+    for x, t in zip(given, expected_types, strict=True):
+        if leaf_type(x) != t:
+            raise IRError(f"{what}: got {leaf_type(x)} where {t} is expected")
+
+
+def _split_per_argument(flat: list, arg_trees: list[TreeDef]) -> tuple:
+    result = []
+    for t in arg_trees:
+        result.append(unflatten(t, flat[:t.num_leaves]))
+        flat = flat[t.num_leaves:]
+    return tuple(result)
+
+
+def _trace_call(f: Callable, primals: tuple, purpose: str) -> tuple[Traced, list]:
+    name = getattr(f, "__name__", "function")
+    leaves, tree, _ = split_args(name, primals, {}, (), ())
+    for x in leaves:
+        if not leaf_type(x).dtype.is_float:
+            raise IRError(f"{purpose}: argument leaf of type {leaf_type(x)} is not floating-point; "
+                          "derivatives only flow through f32/f64 values")
+    return trace(f, Signature(tree, tuple(leaf_type(x) for x in leaves), ()), purpose), leaves
+
+
 def vjp(f: Callable, *primals):
     """``(f(*primals), vjp_fn)`` where ``vjp_fn(cotangent)`` gives one cotangent per primal
     (a tuple, in the structure of each primal)."""
     from compiler.jit import jit
 
-    name = getattr(f, "__name__", "function")
-    leaves, tree, _ = split_args(name, primals, {}, (), ())
-    traced = trace(f, Signature(tree, tuple(leaf_type(x) for x in leaves), ()), "vjp")
-    # vjp_function's parameters: the primals, the captures, then one cotangent per output.
+    traced, leaves = _trace_call(f, primals, "vjp")
     fn = vjp_function(traced.fn, list(range(traced.num_inputs)))
     arg_trees = [flatten(p)[1] for p in primals]
-    num_out = traced.out_tree.num_leaves
 
     def vjp_fn(cotangent):
         ct_leaves, ct_tree = flatten(cotangent)
-        if ct_tree != traced.out_tree:
-            raise IRError(f"vjp: cotangent structure {ct_tree} differs from the output's {traced.out_tree}")
-        for c, v in zip(ct_leaves, traced.fn.outputs, strict=True):
-            if leaf_type(c) != v.type:
-                raise IRError(f"vjp: cotangent of type {leaf_type(c)} for an output of type {v.type}")
-        # The cotangents ride along as extra "captures" after the traced ones.
-        with_cotangents = Traced(fn, list(traced.captures), traced.out_tree, traced.num_inputs)
-        symbolic = any(isinstance(x, Variable) for x in [*leaves, *ct_leaves])
-        if symbolic:
-            with_cotangents.captures += [fnp.asvariable(c) for c in ct_leaves]
-            outputs, _ = run_traced(with_cotangents, list(leaves), compile_cached)
-        else:
-            arrays = [leaf_array(x) for x in leaves] + traced.capture_arrays() + \
-                [leaf_array(c) for c in ct_leaves]
-            outputs = [Tensor._wrap(o) for o in compile_cached(fn)(*arrays)]
-        grads_flat = outputs[num_out:]
-        result = []
-        for t in arg_trees:
-            result.append(unflatten(t, grads_flat[:t.num_leaves]))
-            grads_flat = grads_flat[t.num_leaves:]
-        return tuple(result)
+        _check_like("vjp cotangent", ct_leaves, traced.fn.output_types, ct_tree, traced.out_tree)
+        outputs = _run_with_extras(fn, traced, leaves, ct_leaves)
+        return _split_per_argument(outputs[traced.out_tree.num_leaves:], arg_trees)
 
     return jit(f)(*primals), vjp_fn
 
 
-def _zero_of(value):
-    import numpy as np
-
-    return np.zeros(value.shape, value.dtype.numpy)
-
-
 def jvp(f: Callable, primals: Sequence, tangents: Sequence):
-    """Forward mode: ``(f(*primals), J @ tangents)`` for ``f`` with one array output.
-
-    Built from the reverse-mode rules by transposition: ``u -> vjp(u)`` is
-    linear, and the gradient of ``<vjp(u), tangents>`` with respect to ``u`` is
-    the Jacobian-vector product.
-    """
+    """Forward mode: ``(f(*primals), J @ tangents)``; tangents have the primals' structure."""
     primals, tangents = tuple(primals), tuple(tangents)
-    if len(primals) != len(tangents):
-        raise IRError(f"jvp: {len(primals)} primal(s) but {len(tangents)} tangent(s)")
-
-    def pairing(u, *xs):
-        _, pullback = vjp(f, *xs)
-        total = None
-        for g, t in zip(pullback(u), tangents, strict=True):
-            term = fnp.sum(fnp.multiply(g, t))
-            total = term if total is None else fnp.add(total, term)
-        return total
-
-    from compiler.jit import jit
-
-    out = jit(f)(*primals)
-    zero = _zero_of(leaf_type(out))
-    return out, grad(pairing)(zero, *primals)
+    traced, leaves = _trace_call(f, primals, "jvp")
+    t_leaves, t_tree = flatten(tangents)
+    _check_like("jvp tangents", t_leaves, [leaf_type(x) for x in leaves], t_tree, flatten(primals)[1])
+    fn = jvp_function(traced.fn, list(range(traced.num_inputs)))
+    outputs = _run_with_extras(fn, traced, leaves, t_leaves)
+    n = traced.out_tree.num_leaves
+    return unflatten(traced.out_tree, outputs[:n]), unflatten(traced.out_tree, outputs[n:])
 
 
 def jacobian(f: Callable) -> Callable:
