@@ -288,6 +288,10 @@ class _Parser:
             body_scope = {}
             body_params = self._params(line, body_scope)
             line.expect("{", "'{' opening the body")
+            got, want = [v.type for v in body_params], [v.type for v in inputs]
+            if got != want:
+                raise line.error(f"body parameters have types ({_fmt(got)}) but the operands "
+                                 f"have ({_fmt(want)}); they must be equal")
         loc = line.comment() or None
         pending = _Pending(line, results, op, inputs, attrs, types, colon.col, loc)
         line.end()
@@ -339,17 +343,11 @@ class _Parser:
                 raise line.error(
                     f"{op}: the type rule gives {_fmt(inferred)} but the line says "
                     f"{_fmt(p.types)}", p.types_col)
-        if body is not None:
-            if body.param_types != in_types:
-                raise line.error(
-                    f"body parameters have types ({_fmt(body.param_types)}) but the operands "
-                    f"have ({_fmt(in_types)}); they must be equal"
-                )
-            if body.output_types != p.types:
-                raise body_block.return_line.error(
-                    f"the body returns ({_fmt(body.output_types)}) but its equation on line "
-                    f"{line.number} has result types ({_fmt(p.types)})"
-                )
+        if body is not None and body.output_types != p.types:  # (parameters: see _equation)
+            raise body_block.return_line.error(
+                f"the body returns ({_fmt(body.output_types)}) but its equation on line "
+                f"{line.number} has result types ({_fmt(p.types)})"
+            )
         outputs = tuple(Value(t) for t in p.types)
         block.eqns.append(Eqn(op, tuple(p.inputs), outputs, attrs, p.loc, body))
         for tok, value in zip(p.results, outputs, strict=True):
