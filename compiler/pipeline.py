@@ -1,43 +1,103 @@
 """The compilation pipeline: IR Function -> optimised IR -> native Executable.
 
 ``PASSES`` is the optimisation pipeline, read top to bottom; each pass is a
-named function ``Function -> Function`` that never mutates its input.
-``compile_cached`` memoises executables by the structure of the IR (its text
-without source locations), so a training loop that re-traces the same step
-compiles once.
+named function ``Function -> Function`` that never mutates its input. The pass
+manager (``optimize``) times every pass, verifies the IR after each one when
+asked (``verify=True`` or ``XLAC_VERIFY=1``; a failure names the pass), and can
+dump the IR after every pass (``dump_dir`` or ``XLAC_DUMP_DIR``).
+``compile_cached`` memoises executables by the structure of the traced IR (its
+text without source locations), so a training loop compiles once.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from typing import Callable
 
+from compiler import flags
+from compiler.passes import (eliminate_common_subexpressions, eliminate_dead_code,
+                             fold_constants, simplify)
 from ir import Function, print_function
+from ir.verify import verify
 
-__all__ = ["PASSES", "optimize", "compile_function", "compile_cached", "clear_cache"]
+__all__ = ["PASSES", "PassRecord", "optimize", "compile_function", "compile_cached", "clear_cache"]
 
 Pass = Callable[[Function], Function]
 
-PASSES: list[Pass] = []
+PASSES: list[tuple[str, Pass]] = [
+    ("simplify", simplify),
+    ("fold_constants", fold_constants),
+    ("cse", eliminate_common_subexpressions),
+    ("simplify_again", simplify),
+    ("dce", eliminate_dead_code),
+]
 
-_CACHE: dict[str, object] = {}
+
+@dataclass
+class PassRecord:
+    """What one pass did: its name, time and the equation count before and after."""
+
+    name: str
+    seconds: float
+    eqns_before: int
+    eqns_after: int
 
 
-def optimize(fn: Function) -> Function:
-    """Run every pass of ``PASSES`` in order."""
-    for run_pass in PASSES:
-        fn = run_pass(fn)
+def _truthy(value) -> bool:
+    return str(value).lower() in ("1", "true", "yes", "on")
+
+
+def optimize(fn: Function, *, verify_each: bool | None = None, dump=None,
+             records: list[PassRecord] | None = None) -> Function:
+    """Run every pass of ``PASSES`` in order and return the optimised function.
+
+    ``dump`` (a ``compiler.dump.Dump``) receives the IR after each pass;
+    ``records`` receives one ``PassRecord`` per pass.
+    """
+    check = _truthy(flags.get("verify_passes", verify_each)) if verify_each is None else verify_each
+    if check:
+        verify(fn, pass_name="trace")
+    if dump is not None:
+        dump.ir("traced", fn)
+    for name, run_pass in PASSES:
+        start = time.perf_counter()
+        result = run_pass(fn)
+        seconds = time.perf_counter() - start
+        if check:
+            verify(result, pass_name=name)
+        if records is not None:
+            records.append(PassRecord(name, seconds, len(fn.eqns), len(result.eqns)))
+        if dump is not None:
+            dump.ir(name, result)
+        fn = result
     return fn
 
 
-def compile_function(fn: Function):
+def compile_function(fn: Function, *, dump_dir: str | None = None, verify_each: bool | None = None):
     """Optimise and lower ``fn``; returns a ``runtime.Executable``."""
     from compiler.backend import compile_function as lower_and_load
+    from compiler.dump import Dump
 
-    return lower_and_load(optimize(fn))
+    dump_dir = flags.get("dump_dir", dump_dir)
+    dump = Dump(dump_dir) if dump_dir else None
+    records: list[PassRecord] = []
+    optimized = optimize(fn, verify_each=verify_each, dump=dump, records=records)
+    start = time.perf_counter()
+    exe = lower_and_load(optimized)
+    records.append(PassRecord("lower_and_load", time.perf_counter() - start, len(optimized.eqns),
+                              len(optimized.eqns)))
+    if dump is not None:
+        dump.executable(exe)
+        dump.summary(records)
+    return exe
 
 
 def structural_key(fn: Function) -> str:
     return print_function(fn, show_locs=False)
+
+
+_CACHE: dict[str, object] = {}
 
 
 def compile_cached(fn: Function):
@@ -50,4 +110,5 @@ def compile_cached(fn: Function):
 
 
 def clear_cache() -> None:
+    """Forget every compiled executable (they are freed when no longer referenced)."""
     _CACHE.clear()

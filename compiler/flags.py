@@ -1,0 +1,48 @@
+"""Every debugging and tuning knob, defined once.
+
+Each flag has an environment variable that mirrors its command-line option or
+keyword argument; the explicit argument always wins. Reading happens when the
+knob is needed, never at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+__all__ = ["Flag", "FLAGS", "get"]
+
+
+@dataclass(frozen=True)
+class Flag:
+    name: str
+    env: str
+    default: str | None
+    help: str
+
+
+_DEFINED: dict[str, Flag] = {}
+
+
+def _define(name: str, env: str, default: str | None, help: str) -> Flag:
+    if name in _DEFINED or any(f.env == env for f in _DEFINED.values()):
+        raise ValueError(f"flag {name!r} ({env}) is defined twice")
+    flag = Flag(name, env, default, help)
+    _DEFINED[name] = flag
+    return flag
+
+
+_define("dump_dir", "XLAC_DUMP_DIR", None,
+        "write the IR after every pass, LLVM IR, assembly and a summary into this folder")
+_define("verify_passes", "XLAC_VERIFY", None,
+        "run the IR verifier after every pass (1/0); on by default in the test suite")
+
+FLAGS = dict(_DEFINED)
+
+
+def get(name: str, explicit=None):
+    """The flag's value: ``explicit`` if given, else its environment variable, else its default."""
+    if explicit is not None:
+        return explicit
+    flag = FLAGS[name]
+    return os.environ.get(flag.env, flag.default)
