@@ -68,7 +68,8 @@ def dtype_of(x) -> DType:
     try:
         if x is None:  # np.dtype(None) is float64; a missing dtype must not pass as f64
             raise TypeError
-        dt = np.dtype(getattr(x, "dtype", x))
+        # A scalar type (np.float32) has a `dtype` descriptor, not a dtype: use the type itself.
+        dt = np.dtype(x if isinstance(x, type) else getattr(x, "dtype", x))
     except TypeError:  # numpy does not know the name ("f16x", 3): still our error, not numpy's
         raise IRError(f"unknown dtype {x!r}; supported dtypes are {supported}") from None
     try:
