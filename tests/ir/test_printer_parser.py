@@ -270,7 +270,8 @@ PARSE_ERRORS = [
      ["reduce_sum: unknown attribute(s) keep"]),
     (_replace("mul %0, %0", "reduce_sum %0"), 2, ["reduce_sum: missing attribute(s) axes"]),
     (_replace("mul %0, %0", "cast %0 {dtype=\"f32}"), 2, ["unterminated string"]),
-    (_replace("mul %0, %0", "cast %0 {dtype=f32, dtype=f32}"), 2, ["attribute dtype is given twice"]),
+    (_replace("mul %0, %0", "cast %0 {dtype=f32, dtype=f32}"), 2,
+     ["attribute dtype is given twice"]),
     (_replace("mul %0, %0", "cast %0 {dtype=f99}"), 2, ["expected a number, true/false, a dtype"]),
     (_replace("mul %0, %0", "mul %0"), 2, ["mul: expected 2 operand(s), got 1"]),
     (_replace("mul %0, %0 : f32[3]", "mul %0, %0 : f32[3], f32[3]"), 2,
@@ -278,7 +279,8 @@ PARSE_ERRORS = [
     (_replace("  return %1\n", ""), 3, ["expected 'return' before the closing '}'"]),
     (_replace("}\n", ""), 3, ["unexpected end of input", "opened on line 1"]),
     (GOOD + "func @g() -> () {\n", 5, ["expected nothing after the closing '}'"]),
-    (_replace("return %1", "return %1\n  %2 = neg %1 : f32[3]"), 4, ["expected '}' after 'return'"]),
+    (_replace("return %1", "return %1\n  %2 = neg %1 : f32[3]"), 4,
+     ["expected '}' after 'return'"]),
     (_replace("func @f", "fn @f"), 1, ["expected 'func @name(...) -> (...) {'"]),
     (_replace("  %1", "  1"), 2, ["expected an equation '%n = op ...', 'return' or '}'"]),
     (_replace("%1 = mul", "%1 = mul $"), 2, ["unexpected '$'"]),
@@ -318,7 +320,7 @@ def test_unregistered_op_needs_a_body_and_body_types_must_match():
     with pytest.raises(ParseError, match="only an equation with a body may use an unregistered op"):
         parse_function(_replace("mul %0, %0", "fusion %0, %0"))
     wrong_param = FUSION.replace("body(%4: f32[4]", "body(%4: f64[4]")
-    with pytest.raises(ParseError, match=r"line 3: body parameters have types \(f64\[4\], f32\[4\]\)"):
+    with pytest.raises(ParseError, match=r"line 3: body parameters have types \(f64\[4\], f32"):
         parse_function(wrong_param)
     wrong_result = FUSION.replace("return %6, %7", "return %6")
     with pytest.raises(ParseError, match=r"line 6: the body returns \(f32\[4\]\) but its equation"):
