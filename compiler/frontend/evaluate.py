@@ -17,7 +17,7 @@ from compiler.frontend.tensor import Tensor, as_array
 from compiler.frontend.variable import ConcretizationError, Variable, apply
 from compiler.frontend.source_info import user_location
 from ir import Builder, Function, Value
-from ir.errors import IRError
+from ir.errors import DTypeError, IRError, ShapeError
 
 __all__ = ["build_function", "inline", "evaluate", "backward", "run_function"]
 
@@ -34,7 +34,8 @@ def build_function(outputs: Sequence[Variable], params: Sequence[Variable], name
     order = _postorder(outputs, stop_at_values=not params)
     depends: dict[int, bool] = {}
     for v in order:
-        depends[id(v)] = id(v) in param_index or any(depends[id(i)] for i in v._inputs)
+        # .get: with stop_at_values, a computed node's inputs are not in ``order``.
+        depends[id(v)] = id(v) in param_index or any(depends.get(id(i), False) for i in v._inputs)
 
     b = Builder(name)
     env: dict[int, Value] = {}
@@ -139,7 +140,7 @@ def backward(loss: Variable, gradient=None) -> None:
         )
     if gradient is None:
         if loss.shape != ():
-            raise IRError(
+            raise ShapeError(
                 f"backward() on a non-scalar Variable of type {loss._type} needs a seed gradient "
                 f"of the same shape (at {user_location()}), e.g. loss.backward(ones_like(loss)), "
                 "or reduce it to a scalar first (loss.sum())"
@@ -148,12 +149,13 @@ def backward(loss: Variable, gradient=None) -> None:
     else:
         seed = as_array(gradient, loss.dtype)
         if seed.shape != loss.shape:
-            raise IRError(
+            raise ShapeError(
                 f"backward(): seed gradient has shape {list(seed.shape)}, the Variable has "
                 f"type {loss._type} (at {user_location()})"
             )
     if not loss.dtype.is_float:
-        raise IRError(f"backward() needs a floating-point result, got {loss._type}")
+        raise DTypeError(f"backward() needs a floating-point result, got {loss._type} "
+                         f"(at {user_location()})")
     leaves = [v for v in _postorder([loss], stop_at_values=False)
               if v._op is None and v._trace is None and v.requires_grad and v.dtype.is_float]
     fn, captures = build_function([loss], leaves, name="backward")
