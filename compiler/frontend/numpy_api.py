@@ -141,8 +141,13 @@ rsqrt = _unary_float("rsqrt")
 tanh = _unary_float("tanh")
 sin = _unary_float("sin")
 cos = _unary_float("cos")
-floor = _unary_float("floor")
 logistic = _unary_float("logistic")
+
+
+def floor(x) -> Variable:
+    """Elementwise floor; integers are returned as they are (numpy 2 keeps their dtype)."""
+    x = _numeric(asvariable(x), "floor")
+    return apply("floor", [x], {}) if x.dtype.is_float else x
 
 
 def negative(x) -> Variable:
@@ -317,7 +322,8 @@ def _arg_extreme(op: str):
     def fn(x, axis=None, keepdims: bool = False) -> Variable:
         x = _numeric(asvariable(x), op)
         if axis is None:
-            x, axis = reshape(x, (x.size,)), 0
+            flat = reshape(x, (x.size,))
+            return _keep(x, apply(op, [flat], {"axis": 0}), tuple(range(x.ndim)), keepdims)
         (a,) = _axes(x, axis, op)
         return _keep(x, apply(op, [x], {"axis": a}), (a,), keepdims)
 
@@ -507,7 +513,8 @@ def one_hot(labels, num_classes: int, dtype=DType.f32) -> Variable:
 
 
 def take_along_axis(x, indices, axis: int) -> Variable:
-    """numpy.take_along_axis for integer ``indices``; out-of-range indices give 0.
+    """numpy.take_along_axis for integer ``indices`` (negative ones count from the end);
+    out-of-range indices give 0.
 
     Built from a one-hot mask, so it is safe and differentiable in ``x``.
     """
@@ -516,9 +523,10 @@ def take_along_axis(x, indices, axis: int) -> Variable:
     if indices.ndim != x.ndim:
         raise ShapeError(f"take_along_axis: indices {indices.type} must have the rank of {x.type} "
                          f"(at {user_location()})")
+    n = x.shape[a]
+    indices = where(less(indices, 0), add(indices, n), indices)  # numpy: -1 is the last
     xm = moveaxis_last(x, a)           # [..., C]
     im = moveaxis_last(indices, a)     # [..., K]
-    n = x.shape[a]
     mask = one_hot(im, n, x.dtype if x.dtype != DType.bool else DType.i32)  # [..., K, C]
     batch = _broadcast_shapes("take_along_axis", [xm.shape[:-1], im.shape[:-1]])
     mask = broadcast_to(mask, (*batch, im.shape[-1], n))
