@@ -55,6 +55,9 @@ _TOKEN = re.compile(
 )
 _ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.)")
 _SIMPLE_ESCAPES = {"\\": "\\", '"': '"', "n": "\n", "t": "\t", "r": "\r"}
+# A function name runs up to the '(' opening the parameters, which contain no parentheses;
+# the greedy name backtracks to the last '(' that is followed by a whole signature.
+_SIGNATURE_NAME = re.compile(r"\s*func\s+@(.*)(?=\([^()]*\)\s*->\s*\([^()]*\)\s*\{)")
 _VERSION = re.compile(r"#\s*xla-py\s+ir\s+v(\S*)\s*")
 _NAMED_ATTRS = {"true": True, "false": False, "inf": float("inf"), "nan": float("nan")}
 _ATTR_HINT = "a number, true/false, a dtype, a \"string\" or a [list]"
@@ -78,10 +81,10 @@ def _error(number: int, text: str, message: str, col: int | None = None) -> Pars
 class _Line:
     """The tokens of one line and a cursor over them."""
 
-    def __init__(self, number: int, text: str):
+    def __init__(self, number: int, text: str, start: int = 0):
         self.number, self.text = number, text
         self.tokens: list[_Token] = []
-        pos = 0
+        pos = start
         while pos < len(text):
             m = _TOKEN.match(text, pos)
             if m is None:
@@ -209,13 +212,13 @@ class _Parser:
             if stripped.startswith("#"):
                 self._comment_line(number, text, stripped)
                 continue
-            line = _Line(number, text)
             if self.result is not None:
-                raise line.error("expected nothing after the closing '}'", line.tokens[0].col)
+                col = len(text) - len(text.lstrip())
+                raise _error(number, text, "expected nothing after the closing '}'", col)
             if self.stack:
-                self._statement(line)
+                self._statement(_Line(number, text))
             else:
-                self._signature(line)
+                self._signature(number, text)
         if self.stack:
             block = self.stack[-1]
             what = "the function" if block.pending is None else "the body"
@@ -233,9 +236,14 @@ class _Parser:
 
     # -- lines ------------------------------------------------------------------------------
 
-    def _signature(self, line: _Line) -> None:
-        line.expect("func", "'func @name(...) -> (...) {'")
-        name = line.next("'@' and the function name", kind="func").text[1:]
+    def _signature(self, number: int, text: str) -> None:
+        m = _SIGNATURE_NAME.match(text)
+        if m:  # the name is free text ("grad(f)", "<lambda>"); tokens start at its '('
+            name, line = m.group(1), _Line(number, text, m.end(1))
+        else:  # not a well-formed signature: let the tokens say what is wrong
+            line = _Line(number, text)
+            line.expect("func", "'func @name(...) -> (...) {'")
+            name = line.next("'@' and the function name", kind="func").text[1:]
         line.expect("(")
         scope: dict[str, Value] = {}
         params = self._params(line, scope)
