@@ -110,7 +110,8 @@ class _Checker:
         where = _where(eqn, i, owner)
         if not isinstance(eqn.op, str) or not eqn.op:
             raise _Fault(f"op must be a non-empty string, got {eqn.op!r}", where, anchor)
-        if eqn.loc is not None and (not isinstance(eqn.loc, str) or "\n" in eqn.loc or "\r" in eqn.loc):
+        one_line = isinstance(eqn.loc, str) and "\n" not in eqn.loc and "\r" not in eqn.loc
+        if eqn.loc is not None and not one_line:
             raise _Fault(f"loc must be None or a one-line string, got {eqn.loc!r}", where, anchor)
         inputs = _seq(eqn.inputs, "inputs", where, anchor)
         for k, v in enumerate(inputs):
