@@ -1,0 +1,88 @@
+"""One LLVM function per equation: the kernel table and the kernel builder.
+
+``KERNEL_EMITTERS`` holds the ops with loop nests of their own (reductions,
+dot); every other op is elemental (elemental.py). A kernel is
+``define internal void @k<n>_<op>(ptr noalias %out..., ptr noalias %in..., [ptr noalias %scratch])``:
+the entry function calls it with buffers that never overlap (inputs may be the
+same buffer as each other: ``noalias`` permits that for buffers only read).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import llvmlite.ir as ll
+
+from ir.core import Eqn
+from compiler.codegen.arrays import Array
+from compiler.codegen.dot import emit_dot
+from compiler.codegen.elemental import array_generator, emit_elemental_kernel, is_elemental
+from compiler.codegen.errors import LoweringError
+from compiler.codegen.llvm_types import PTR, VOID
+from compiler.codegen.reduce import argreduce_scratch_bytes, emit_argreduce, emit_reduce
+
+__all__ = ["KernelRule", "KERNEL_EMITTERS", "scratch_bytes", "emit_kernel", "lowered_ops"]
+
+
+@dataclass(frozen=True)
+class KernelRule:
+    """How to emit an op that is not elemental, and the arena scratch it needs."""
+
+    emit: Callable[[ll.IRBuilder, Eqn, list, list, ll.Value | None], None]
+    scratch_bytes: Callable[[Eqn], int] = lambda eqn: 0
+
+
+KERNEL_EMITTERS: dict[str, KernelRule] = {
+    "reduce_sum": KernelRule(emit_reduce),
+    "reduce_max": KernelRule(emit_reduce),
+    "reduce_min": KernelRule(emit_reduce),
+    "argmax": KernelRule(emit_argreduce, argreduce_scratch_bytes),
+    "argmin": KernelRule(emit_argreduce, argreduce_scratch_bytes),
+    "dot": KernelRule(emit_dot),
+}
+
+
+def lowered_ops() -> set[str]:
+    """Every op name the backend can lower."""
+    from compiler.codegen.index_ops import INDEX_EMITTERS
+    from compiler.codegen.scalar_ops import ELEMENTWISE_EMITTERS
+
+    return set(ELEMENTWISE_EMITTERS) | set(INDEX_EMITTERS) | set(KERNEL_EMITTERS)
+
+
+def scratch_bytes(eqn: Eqn) -> int:
+    """Arena bytes ``eqn``'s kernel needs besides its outputs."""
+    rule = KERNEL_EMITTERS.get(eqn.op)
+    return rule.scratch_bytes(eqn) if rule is not None else 0
+
+
+def emit_kernel(module: ll.Module, name: str, eqn: Eqn) -> ll.Function:
+    """Define the kernel computing ``eqn`` (outputs, then inputs, then scratch)."""
+    has_scratch = scratch_bytes(eqn) > 0
+    arity = len(eqn.outputs) + len(eqn.inputs) + int(has_scratch)
+    fn = ll.Function(module, ll.FunctionType(VOID, [PTR] * arity), name)
+    fn.linkage = "internal"
+    fn.attributes.add("nounwind")
+    args = list(fn.args)
+    n_out, n_in = len(eqn.outputs), len(eqn.inputs)
+    names = [f"out{i}" for i in range(n_out)] + [f"in{i}" for i in range(n_in)] + ["scratch"]
+    for arg, arg_name in zip(args, names, strict=False):  # scratch is optional
+        arg.name = arg_name
+        arg.add_attribute("noalias")
+    outs = [Array(p, v.type) for p, v in zip(args[:n_out], eqn.outputs, strict=True)]
+    ins = [Array(p, v.type) for p, v in zip(args[n_out:n_out + n_in], eqn.inputs, strict=True)]
+    scratch = args[-1] if has_scratch else None
+    operands = [array_generator(a) for a in ins]
+    b = ll.IRBuilder(fn.append_basic_block("entry"))
+    rule = KERNEL_EMITTERS.get(eqn.op)
+    if rule is not None:
+        rule.emit(b, eqn, operands, outs, scratch)
+    elif is_elemental(eqn.op):
+        if len(outs) != 1:
+            raise LoweringError(f"elemental op '{eqn.op}' must have one output, has {len(outs)}")
+        emit_elemental_kernel(b, eqn, operands, outs[0])
+    else:
+        raise LoweringError(f"no LLVM lowering for op '{eqn.op}'")
+    b.ret_void()
+    return fn

@@ -1,0 +1,167 @@
+"""Reduction kernels: reduce_sum/max/min and argmax/argmin.
+
+NOTE: [Reduction loop order]
+The input is walked in row-major order, so the innermost loop is contiguous
+whichever axes are reduced. Split the input dims into a prefix and the longest
+suffix of reduced dims. The suffix is reduced in registers (loop-carried phis,
+which LLVM's vectoriser recognises as reductions); across the prefix, partial
+results live in the output buffer (for argmax/argmin, the running best value
+lives in an arena scratch buffer next to the index output). When no reduced
+dim is in the prefix, every output element is visited exactly once: the
+accumulator starts from the identity and the buffers need no initial fill.
+
+NOTE: [Reduction tolerance]
+Integer sums wrap and are exact. Float ``reduce_sum`` adds with the
+``reassoc`` flag so LLVM may vectorise and reorder it: the result differs from
+numpy's pairwise sum by rounding only, bounded by about
+``n * eps * sum(|x|)`` for n terms (the tests use twice that). Inf and nan
+propagate as in any order (no ``nnan``/``ninf`` flags); only an overflow that
+depends on the order (1e38 + 1e38 - 1e38 in f32) can differ. max/min/argmax/
+argmin are exact: nan propagates (``llvm.maximum``), argmax/argmin return the
+first index of the extreme and count a nan as the extreme, as numpy does.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import llvmlite.ir as ll
+
+from ir.core import Eqn
+from ir.dtypes import DType, TensorType
+from compiler.codegen.arrays import Array, Index
+from compiler.codegen.elemental import Generator
+from compiler.codegen.intrinsics import call_intrinsic
+from compiler.codegen.llvm_types import constant
+from compiler.codegen.loops import for_range, loop_nest
+
+__all__ = ["emit_reduce", "emit_argreduce", "argreduce_scratch_bytes"]
+
+_REASSOC = ("reassoc",)
+
+# body(builder, input index, states) -> new states
+Body = Callable[[ll.IRBuilder, Index, list], list]
+
+
+def _size(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _split(shape: Sequence[int], axes) -> int:
+    """Where the longest suffix of reduced dims starts."""
+    start = len(shape)
+    while start > 0 and (start - 1) in axes:
+        start -= 1
+    return start
+
+
+def _reduction_nest(b: ll.IRBuilder, in_shape, axes, inits: list, arrays: list, body: Body) -> None:
+    """Drive a reduction (see [Reduction loop order]); ``arrays`` hold the states."""
+    axes = frozenset(axes)
+    out_shape = tuple(d for i, d in enumerate(in_shape) if i not in axes)
+    if _size(out_shape) == 0:
+        return
+    split = _split(in_shape, axes)
+    single_visit = not any(i in axes for i in range(split))
+    empty_input = _size(in_shape) == 0
+    if empty_input or not single_visit:
+        with for_range(b, _size(out_shape), name="fill") as loop:
+            index = Index(out_shape, linear=loop.index)
+            for array, init in zip(arrays, inits, strict=True):
+                array.store(b, index, init)
+    if empty_input:
+        return
+    with loop_nest(b, in_shape[:split], name="p") as prefix:
+        out_index = Index(out_shape, dims=[v for i, v in enumerate(prefix) if i not in axes])
+        states = list(inits) if single_visit else [a.load(b, out_index) for a in arrays]
+        states = _carried_nest(b, in_shape, prefix, in_shape[split:], states, body)
+        for array, state in zip(arrays, states, strict=True):
+            if array is not None:
+                array.store(b, out_index, state)
+
+
+def _carried_nest(b, in_shape, outer: list, dims: Sequence[int], states: list, body: Body) -> list:
+    """Loops over ``dims`` carrying ``states``; returns their final values."""
+    if not dims:
+        return body(b, Index(in_shape, dims=outer), states)
+    with for_range(b, dims[0], name=f"r{len(outer)}", carry=states) as loop:
+        loop.update(*_carried_nest(b, in_shape, outer + [loop.index], dims[1:], loop.carried, body))
+    return loop.results
+
+
+def _identity_and_combine(op: str, dtype: DType):
+    if op == "reduce_sum":
+        if dtype.is_float:
+            return 0, lambda b, acc, x: b.fadd(acc, x, flags=_REASSOC)
+        return 0, lambda b, acc, x: b.add(acc, x)  # wraps
+    maximum = op == "reduce_max"
+    if dtype.is_float:
+        identity = float("-inf") if maximum else float("inf")
+        intrinsic = "llvm.maximum" if maximum else "llvm.minimum"
+    else:
+        bits = dtype.itemsize * 8
+        identity = -(1 << (bits - 1)) if maximum else (1 << (bits - 1)) - 1
+        intrinsic = "llvm.smax" if maximum else "llvm.smin"
+    return identity, lambda b, acc, x: call_intrinsic(b, intrinsic, [acc, x])
+
+
+def emit_reduce(b: ll.IRBuilder, eqn: Eqn, operands: list[Generator], outs: list[Array],
+                scratch: ll.Value | None) -> None:
+    """reduce_sum / reduce_max / reduce_min over ``eqn.attrs['axes']``."""
+    source = eqn.inputs[0].type
+    identity, combine = _identity_and_combine(eqn.op, source.dtype)
+    element = operands[0]
+
+    def body(b, index, states):
+        return [combine(b, states[0], element(b, index))]
+
+    _reduction_nest(b, source.shape, eqn.attrs["axes"], [constant(source.dtype, identity)], outs, body)
+
+
+def _argreduce_single_visit(eqn: Eqn) -> bool:
+    source = eqn.inputs[0].type
+    return _split(source.shape, {eqn.attrs["axis"]}) <= eqn.attrs["axis"]
+
+
+def argreduce_scratch_bytes(eqn: Eqn) -> int:
+    """Arena bytes for the running best values (none when the axis is innermost)."""
+    if _argreduce_single_visit(eqn):
+        return 0
+    return eqn.outputs[0].type.size * eqn.inputs[0].dtype.itemsize
+
+
+def emit_argreduce(b: ll.IRBuilder, eqn: Eqn, operands: list[Generator], outs: list[Array],
+                   scratch: ll.Value | None) -> None:
+    """argmax / argmin along ``eqn.attrs['axis']`` (first index; nan is the extreme)."""
+    source = eqn.inputs[0].type
+    dtype = source.dtype
+    axis = eqn.attrs["axis"]
+    maximum = eqn.op == "argmax"
+    out_type = eqn.outputs[0].type
+    if dtype.is_float:
+        worst = float("-inf") if maximum else float("inf")
+    else:
+        bits = dtype.itemsize * 8
+        worst = -(1 << (bits - 1)) if maximum else (1 << (bits - 1)) - 1
+    best_values = None if scratch is None else Array(scratch, TensorType(dtype, out_type.shape))
+    element = operands[0]
+
+    def body(b, index, states):
+        best, best_index = states
+        x = element(b, index)
+        if dtype.is_float:
+            # Strictly better keeps the first of equal values; the first nan wins
+            # and then nothing beats it (comparisons with nan are false).
+            better = b.fcmp_ordered(">" if maximum else "<", x, best)
+            first_nan = b.and_(b.fcmp_unordered("uno", x, x), b.fcmp_ordered("ord", best, best))
+            better = b.or_(better, first_nan)
+        else:
+            better = b.icmp_signed(">" if maximum else "<", x, best)
+        position = index.dims(b)[axis]
+        return [b.select(better, x, best), b.select(better, position, best_index)]
+
+    inits = [constant(dtype, worst), constant(DType.i64, 0)]
+    _reduction_nest(b, source.shape, (axis,), inits, [best_values, outs[0]], body)

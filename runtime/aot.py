@@ -1,0 +1,36 @@
+"""Ahead-of-time output: object files and assembly for use outside this process.
+
+Objects are position independent with the small code model, so ``gcc -shared``
+links them into a shared library without text relocations (notes §7). The
+default CPU is the host's; pass ``cpu="x86-64-v3"`` (and ``features=""``) for
+code that runs on other x86-64 machines.
+"""
+
+from __future__ import annotations
+
+from runtime.llvm_module import optimize_module, parse_module
+from runtime.target import create_target_machine
+
+__all__ = ["emit_object", "emit_assembly"]
+
+
+def _aot_machine(cpu, features):
+    return create_target_machine(cpu=cpu, features=features, reloc="pic", codemodel="default")
+
+
+def emit_object(llvm_ir: str, *, name: str = "module", cpu: str | None = None,
+                features: str | None = None) -> bytes:
+    """Verify, optimise and compile LLVM IR text to an ELF object file image."""
+    tm = _aot_machine(cpu, features)
+    mod = parse_module(llvm_ir, tm, name=name)
+    optimize_module(mod, tm)
+    return tm.emit_object(mod)
+
+
+def emit_assembly(llvm_ir: str, *, name: str = "module", cpu: str | None = None,
+                  features: str | None = None) -> str:
+    """Like ``emit_object`` but returns the assembly listing."""
+    tm = _aot_machine(cpu, features)
+    mod = parse_module(llvm_ir, tm, name=name)
+    optimize_module(mod, tm)
+    return tm.emit_assembly(mod)

@@ -1,0 +1,77 @@
+"""The process-wide JIT engine (ORC LLJIT) that every compiled program joins.
+
+NOTE: [One engine, one library per program]
+Programs are added as separate JIT libraries of one LLJIT (notes §5: a
+separate engine per program costs ~780 KiB, a library ~47 KiB). Each library
+is owned by a ``JitLibrary`` holding its ResourceTracker: the machine code is
+freed when the last reference goes away, so whoever keeps a function address
+must keep the ``JitLibrary`` too. LLJIT resolves external symbols (libm) from
+the process at link time and reports unresolved ones as an error, where MCJIT
+would crash when the function is called.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import threading
+from typing import Sequence
+
+import llvmlite.binding as llvm
+
+from runtime.errors import JitError
+from runtime.target import host_target_machine, initialize_llvm
+
+__all__ = ["JitLibrary", "JitEngine", "jit_engine"]
+
+
+class JitLibrary:
+    """Machine code of one program, alive as long as this object is referenced."""
+
+    def __init__(self, name: str, tracker):
+        self.name = name
+        self._tracker = tracker  # frees the code when collected
+
+    def address(self, symbol: str) -> int:
+        """The address of an exported symbol (requested when the library was added)."""
+        try:
+            address = self._tracker[symbol]
+        except KeyError:
+            raise JitError(f"symbol {symbol!r} was not exported from JIT library {self.name!r}") from None
+        if not address:
+            raise JitError(f"symbol {symbol!r} is not defined in JIT library {self.name!r}")
+        return address
+
+
+class JitEngine:
+    """One LLJIT for the whole process; ``add_object`` links a program into it."""
+
+    def __init__(self):
+        initialize_llvm()
+        self._lljit = llvm.create_lljit_compiler(host_target_machine())
+        self._names = itertools.count()
+        self._lock = threading.Lock()
+
+    def add_object(self, object_code: bytes, exports: Sequence[str], *, name_hint: str = "prog") -> JitLibrary:
+        """Link an object file image into a new library and look up ``exports``."""
+        with self._lock:
+            # Library names can never be reused, even after their code is freed.
+            name = f"{_sanitize(name_hint)}.{next(self._names)}"
+        builder = llvm.JITLibraryBuilder().add_object_img(object_code).add_current_process()
+        for symbol in exports:
+            builder.export_symbol(symbol)
+        try:
+            tracker = builder.link(self._lljit, name)
+        except RuntimeError as error:
+            raise JitError(f"linking {name_hint!r} into the JIT failed: {error}") from None
+        return JitLibrary(name, tracker)
+
+
+def _sanitize(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "_-" else "_" for c in name)[:40] or "prog"
+
+
+@functools.cache
+def jit_engine() -> JitEngine:
+    """The process-wide engine, created on first use."""
+    return JitEngine()
