@@ -27,7 +27,8 @@ from compiler.frontend.variable import Variable
 from compiler.pipeline import compile_cached
 from compiler.pytree import TreeDef, flatten, unflatten
 from ir import Function
-from ir.errors import IRError
+from compiler.frontend.source_info import user_location
+from ir.errors import DTypeError, IRError, ShapeError
 
 __all__ = ["grad", "value_and_grad", "vjp", "jvp", "jacobian", "hessian"]
 
@@ -101,23 +102,28 @@ class _ValueAndGrad:
         for i in wrt:
             t = signature.leaf_types[i]
             if not t.dtype.is_float:
-                raise IRError(
+                raise DTypeError(
                     f"grad of {getattr(self.f, '__name__', 'function')}: argument leaf of type {t} is "
-                    "not floating-point; gradients only flow through f32/f64 values "
-                    "(pass integer inputs as non-differentiated arguments)"
+                    f"not floating-point (at {user_location()}); gradients only flow through f32/f64 "
+                    "values (pass integer inputs as non-differentiated arguments)"
                 )
 
         has_aux = self.has_aux
 
         def finish(result):
-            value, aux = (result if has_aux else (result, None))
+            # Check before unpacking: a 2-vector Variable would unpack as (value, aux).
             if has_aux and not (isinstance(result, tuple) and len(result) == 2):
-                raise IRError("grad(has_aux=True): the function must return a pair (value, aux)")
+                raise IRError("grad(has_aux=True): the function must return a pair (value, aux), "
+                              f"got {type(result).__name__} (at {user_location()})")
+            value, aux = (result if has_aux else (result, None))
             value = value if isinstance(value, Variable) else fnp.asvariable(value)
             if value.shape != () or not value.dtype.is_float:
-                raise IRError(
-                    f"grad: the function must return a floating-point scalar, got {value.type}; "
-                    "reduce it (e.g. .sum() or .mean()) or use functional.vjp with a cotangent"
+                error = ShapeError if value.shape != () else DTypeError
+                made = f", made at {value._loc}" if value._loc else ""
+                raise error(
+                    f"grad of {getattr(self.f, '__name__', 'function')}: the function must return a "
+                    f"floating-point scalar, got {value.type} (at {user_location()}{made}); reduce "
+                    "it (e.g. .sum() or .mean()) or use functional.vjp with a cotangent"
                 )
             aux_leaves, aux_tree = flatten(aux)
             tree = flatten((value, aux) if has_aux else value)[1]
@@ -161,8 +167,8 @@ def _trace_call(f: Callable, primals: tuple, purpose: str) -> tuple[Traced, list
     leaves, tree, _ = split_args(name, primals, {}, (), ())
     for x in leaves:
         if not leaf_type(x).dtype.is_float:
-            raise IRError(f"{purpose}: argument leaf of type {leaf_type(x)} is not floating-point; "
-                          "derivatives only flow through f32/f64 values")
+            raise DTypeError(f"{purpose}: argument leaf of type {leaf_type(x)} is not floating-point "
+                             f"(at {user_location()}); derivatives only flow through f32/f64 values")
     return trace(f, Signature(tree, tuple(leaf_type(x) for x in leaves), ()), purpose), leaves
 
 
