@@ -552,10 +552,12 @@ def test_take_along_axis_matches_numpy_in_range():
         (rng.integers(0, 2, (1, 3, 4)), 0), (rng.integers(-4, 4, (2, 3, 3)), 2),
         (rng.integers(0, 4, (2, 1, 2)), 2),  # indices broadcast against x's other axes
     ]
-    for indices, axis in cases:
-        for idx in (indices.astype(np.int32), indices):
-            _check(xp.take_along_axis(x, idx, axis).numpy(), np.take_along_axis(x, idx, axis),
-                   f"take_along_axis {idx.dtype}{list(idx.shape)} axis={axis}")
+    cases += [(i.astype(np.int32), axis) for i, axis in cases]
+    results = _run(lambda x, idx: [xp.take_along_axis(x, i, axis) for i, (_, axis) in
+                                   zip(idx, cases, strict=True)], x, [i for i, _ in cases])
+    for (idx, axis), got in zip(cases, results, strict=True):
+        _check(got, np.take_along_axis(x, idx, axis),
+               f"take_along_axis {idx.dtype}{list(idx.shape)} axis={axis}")
     i = np.arange(12, dtype=np.int64).reshape(3, 4)
     _check(xp.take_along_axis(i, np.array([[3], [0], [1]]), 1).numpy(),
            np.take_along_axis(i, np.array([[3], [0], [1]]), 1))
