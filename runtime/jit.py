@@ -28,9 +28,12 @@ __all__ = ["JitLibrary", "JitEngine", "jit_engine"]
 class JitLibrary:
     """Machine code of one program, alive as long as this object is referenced."""
 
-    def __init__(self, name: str, tracker):
+    def __init__(self, name: str, tracker, engine: "JitEngine"):
         self.name = name
         self._tracker = tracker  # frees the code when collected
+        # Disposing a tracker needs its LLJIT: keep the engine alive until then,
+        # whatever order interpreter shutdown collects objects in.
+        self._engine = engine
 
     def address(self, symbol: str) -> int:
         """The address of an exported symbol (requested when the library was added)."""
@@ -64,7 +67,7 @@ class JitEngine:
             tracker = builder.link(self._lljit, name)
         except RuntimeError as error:
             raise JitError(f"linking {name_hint!r} into the JIT failed: {error}") from None
-        return JitLibrary(name, tracker)
+        return JitLibrary(name, tracker, self)
 
 
 def _sanitize(name: str) -> str:

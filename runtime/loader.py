@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 from typing import Sequence
 
+import llvmlite.binding as llvm
+
 from ir.dtypes import TensorType
+from runtime.errors import JitError
 from runtime.executable import Executable
 from runtime.jit import jit_engine
 from runtime.llvm_module import optimize_module, parse_module
@@ -13,6 +16,21 @@ from runtime.pyabi import numpy_data_offset, wrapper_llvm_ir, wrapper_name
 from runtime.target import host_target_machine
 
 __all__ = ["load_program"]
+
+
+def _check_externals(module: llvm.ModuleRef, name: str) -> None:
+    """Name unresolvable external functions here: the JIT would only say that
+    linking failed (and print the symbol to stderr)."""
+    missing = sorted(
+        fn.name for fn in module.functions
+        if fn.is_declaration and not fn.name.startswith("llvm.")
+        and llvm.address_of_symbol(fn.name) is None
+    )
+    if missing:
+        raise JitError(
+            f"'{name}' calls external function(s) {', '.join(missing)} that this process "
+            "does not define; load their library first (llvmlite.binding.load_library_permanently)"
+        )
 
 
 def load_program(llvm_ir: str, *, name: str, param_types: Sequence[TensorType],
@@ -35,6 +53,7 @@ def load_program(llvm_ir: str, *, name: str, param_types: Sequence[TensorType],
     module = parse_module(text, tm, name=name)
     times["parse"] = time.perf_counter() - start
     optimize_module(module, tm)
+    _check_externals(module, name)
     optimized = str(module)
     times["optimize"] = time.perf_counter() - start - sum(times.values())
     object_code = tm.emit_object(module)

@@ -9,6 +9,8 @@ results live in the output buffer (for argmax/argmin, the running best value
 lives in an arena scratch buffer next to the index output). When no reduced
 dim is in the prefix, every output element is visited exactly once: the
 accumulator starts from the identity and the buffers need no initial fill.
+argmax/argmin along the last axis use two vectorisable passes per row instead
+(``_argreduce_innermost``).
 
 NOTE: [Reduction tolerance]
 Integer sums wrap and are exact. Float ``reduce_sum`` adds with the
@@ -137,16 +139,14 @@ def emit_argreduce(b: ll.IRBuilder, eqn: Eqn, operands: list[Generator], outs: l
                    scratch: ll.Value | None) -> None:
     """argmax / argmin along ``eqn.attrs['axis']`` (first index; nan is the extreme)."""
     source = eqn.inputs[0].type
+    if _argreduce_single_visit(eqn):
+        _argreduce_innermost(b, eqn, operands[0], outs[0])
+        return
     dtype = source.dtype
     axis = eqn.attrs["axis"]
     maximum = eqn.op == "argmax"
     out_type = eqn.outputs[0].type
-    if dtype.is_float:
-        worst = float("-inf") if maximum else float("inf")
-    else:
-        bits = dtype.itemsize * 8
-        worst = -(1 << (bits - 1)) if maximum else (1 << (bits - 1)) - 1
-    best_values = None if scratch is None else Array(scratch, TensorType(dtype, out_type.shape))
+    best_values = Array(scratch, TensorType(dtype, out_type.shape))
     element = operands[0]
 
     def body(b, index, states):
@@ -163,5 +163,46 @@ def emit_argreduce(b: ll.IRBuilder, eqn: Eqn, operands: list[Generator], outs: l
         position = index.dims(b)[axis]
         return [b.select(better, x, best), b.select(better, position, best_index)]
 
-    inits = [constant(dtype, worst), constant(DType.i64, 0)]
+    inits = [constant(dtype, _worst(eqn.op, dtype)), constant(DType.i64, 0)]
     _reduction_nest(b, source.shape, (axis,), inits, [best_values, outs[0]], body)
+
+
+def _worst(op: str, dtype: DType):
+    """The identity of the max (argmax) or min (argmin) reduction."""
+    reduce_op = "reduce_max" if op == "argmax" else "reduce_min"
+    return _identity_and_combine(reduce_op, dtype)[0]
+
+
+def _argreduce_innermost(b: ll.IRBuilder, eqn: Eqn, element: Generator, out: Array) -> None:
+    """argmax/argmin along the last axis in two vectorisable passes per row.
+
+    A running (best, index) pair is a serial dependency chain that LLVM does
+    not vectorise. Instead: pass 1 reduces the row to its extreme value m
+    (``llvm.maximum`` propagates nan); pass 2 finds the first i with
+    x[i] == m (or x[i] is nan when m is), as an unsigned-min reduction of
+    ``match ? i : n``. Both passes vectorise.
+    """
+    source = eqn.inputs[0].type
+    dtype = source.dtype
+    if out.type.size == 0:
+        return
+    n = source.shape[-1]
+    identity, combine = _identity_and_combine("reduce_max" if eqn.op == "argmax" else "reduce_min", dtype)
+    with loop_nest(b, source.shape[:-1], name="p") as prefix:
+        def at(i):
+            return Index(source.shape, dims=prefix + [i])
+
+        with for_range(b, n, name="extreme", carry=[constant(dtype, identity)]) as loop:
+            loop.update(combine(b, loop.carried[0], element(b, at(loop.index))))
+        extreme = loop.results[0]
+        extreme_is_nan = b.fcmp_unordered("uno", extreme, extreme) if dtype.is_float else None
+        with for_range(b, n, name="first", carry=[constant(DType.i64, n)]) as loop:
+            x = element(b, at(loop.index))
+            if dtype.is_float:
+                match = b.or_(b.fcmp_ordered("==", x, extreme),
+                              b.and_(extreme_is_nan, b.fcmp_unordered("uno", x, x)))
+            else:
+                match = b.icmp_signed("==", x, extreme)
+            candidate = b.select(match, loop.index, constant(DType.i64, n))
+            loop.update(call_intrinsic(b, "llvm.umin", [loop.carried[0], candidate]))
+        out.store(b, Index(out.type.shape, dims=prefix), loop.results[0])
