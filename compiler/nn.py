@@ -37,6 +37,8 @@ def logsumexp(x, axis=-1, keepdims: bool = False) -> Variable:
     """log(sum(exp(x))) along ``axis``, shifted by the maximum so exp never overflows."""
     x = fnp.asvariable(x)
     shift = fnp.max(x, axis=axis, keepdims=True)
+    # An all -inf slice: shift by 0 instead, so the result is log(0) = -inf, not nan.
+    shift = fnp.where(fnp.equal(shift, float("-inf")), 0.0, shift)
     total = fnp.sum(fnp.exp(fnp.subtract(x, shift)), axis=axis, keepdims=True)
     result = fnp.add(fnp.log(total), shift)
     return result if keepdims else fnp.squeeze(result, axis)
@@ -63,15 +65,16 @@ def cross_entropy(logits, labels) -> Variable:
     """
     logits = fnp.asvariable(logits)
     labels = fnp.asvariable(labels)
-    logp = log_softmax(logits, axis=-1)
     if labels.dtype in (DType.i32, DType.i64):
         if labels.shape != logits.shape[:-1]:
             raise ShapeError(
                 f"cross_entropy: integer labels {labels.type} must have the logits' batch shape "
                 f"{list(logits.shape[:-1])}"
             )
-        picked = fnp.take_along_axis(logp, fnp.expand_dims(labels, -1), axis=-1)
-        return fnp.negative(fnp.mean(picked))
+        # log-normaliser minus the label's logit; an out-of-range label picks 0.
+        picked = fnp.take_along_axis(logits, fnp.expand_dims(labels, -1), axis=-1)
+        return fnp.mean(fnp.subtract(logsumexp(logits, axis=-1, keepdims=True), picked))
+    logp = log_softmax(logits, axis=-1)
     if labels.shape != logits.shape:
         raise ShapeError(f"cross_entropy: label distribution {labels.type} must match logits {logits.type}")
     per_example = fnp.sum(fnp.multiply(labels, logp), axis=-1)
