@@ -7,7 +7,7 @@
 ...     return (x * y).sum()
 >>> float(f(np.ones(3, np.float32), np.arange(3, dtype=np.float32)).item())
 3.0
->>> print(f.lower(np.ones(3, np.float32), np.ones(3, np.float32)).as_text())  # doctest: +ELLIPSIS
+>>> print(f.lower(np.ones(3, np.float32), np.ones(3, np.float32)).as_text(), end="")  # doctest: +ELLIPSIS
 func @f(%0: f32[3], %1: f32[3]) -> (f32[]) {
   %2 = mul %0, %1 : f32[3]  # ...
   %3 = reduce_sum %2 {axes=[0]} : f32[]  # ...
