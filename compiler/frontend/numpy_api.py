@@ -20,7 +20,7 @@ import numpy as np
 from compiler.frontend.source_info import user_location
 from compiler.frontend.tensor import Tensor, as_array
 from compiler.frontend.variable import Variable, apply
-from ir import DType, dtype_of
+from ir import DType, TensorType, dtype_of
 from ir.errors import DTypeError, IRError, ShapeError
 
 __all__ = [
@@ -65,11 +65,12 @@ def _dtype_of_operand(x) -> DType:
 
 
 def _describe(x) -> str:
-    if isinstance(x, Variable):
+    if isinstance(x, (Variable, Tensor)):
         return str(x.type)
     if _is_weak(x):
         return f"Python {type(x).__name__}"
-    return str(_dtype_of_operand(x))
+    arr = as_array(x)
+    return str(TensorType(arr.dtype, arr.shape))
 
 
 def _constant(value, dtype: DType, shape=()) -> Variable:
@@ -173,7 +174,8 @@ def _arith(op: str):
         dtype = _result_dtype([x, y])
         if dtype == DType.bool:
             raise DTypeError(
-                f"{op}: arithmetic on two bool operands is not supported (at {user_location()}); "
+                f"{op}: arithmetic on two bool operands ({_describe(x)} and {_describe(y)}) is not "
+                f"supported (at {user_location()}); "
                 "cast to an integer or float dtype first"
             )
         return _elementwise(op, [x, y], dtype)
@@ -355,10 +357,22 @@ def reshape(x, *shape) -> Variable:
     return apply("reshape", [x], {"shape": shape})
 
 
+def _axis_in(a, rank: int, op: str, x: Variable) -> int:
+    """Axis ``a`` of a rank-``rank`` result of ``op`` on ``x``, made non-negative."""
+    a = int(a)
+    if not -rank <= a < rank:
+        raise ShapeError(f"{op}: axis {a} is out of range for {x.type} (at {user_location()}); "
+                         f"valid axes are {-rank}..{rank - 1}")
+    return a % rank
+
+
 def transpose(x, axes=None) -> Variable:
     """Permute axes (reverse them when ``axes`` is None)."""
     x = asvariable(x)
-    perm = list(reversed(range(x.ndim))) if axes is None else [int(a) % builtins.max(x.ndim, 1) for a in axes]
+    if axes is None:
+        perm = list(reversed(range(x.ndim)))
+    else:
+        perm = [_axis_in(a, x.ndim, "transpose", x) for a in axes]
     if perm == list(range(x.ndim)):
         return x
     return apply("transpose", [x], {"perm": perm})
@@ -366,9 +380,11 @@ def transpose(x, axes=None) -> Variable:
 
 def expand_dims(x, axis) -> Variable:
     x = asvariable(x)
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     rank = x.ndim + len(axes)
-    axes = sorted(a % rank for a in axes)
+    axes = sorted(_axis_in(a, rank, "expand_dims", x) for a in axes)
+    if len(set(axes)) != len(axes):
+        raise ShapeError(f"expand_dims: repeated axis in {list(axis)} (at {user_location()})")
     shape = list(x.shape)
     for a in axes:
         shape.insert(a, 1)
@@ -464,7 +480,8 @@ def matmul(a, b) -> Variable:
     """numpy.matmul: 1-D operands are vectors, batch dims broadcast."""
     dtype = _result_dtype([a, b])
     if dtype == DType.bool:
-        raise DTypeError(f"matmul: bool operands are not supported (at {user_location()})")
+        raise DTypeError(f"matmul: bool operands are not supported, got {_describe(a)} and "
+                         f"{_describe(b)} (at {user_location()}); cast them first")
     a, b = _to_variable(a, dtype), _to_variable(b, dtype)
     if a.ndim == 0 or b.ndim == 0:
         raise ShapeError(f"matmul: operands must be at least 1-D, got {a.type} and {b.type} "
