@@ -119,7 +119,7 @@ def evaluate(variables: Sequence[Variable]) -> None:
     for v in pending:
         if v._trace is not None:
             raise ConcretizationError(
-                f"the value of a traced Variable {v._type} is not known while tracing "
+                f"the value of a traced Variable {v._type}{v._origin()} is not known while tracing "
                 f"(at {user_location()}); inside jit/grad, values exist only when the compiled "
                 "function runs: return the Variable instead of reading it"
             )

@@ -161,10 +161,18 @@ class Variable:
     def __bool__(self) -> bool:
         if self._trace is not None:
             raise ConcretizationError(
-                f"the truth value of a traced Variable {self._type} is not known while tracing "
-                f"(at {user_location()}); use compiler.where(cond, a, b) instead of if/else"
+                f"the truth value of a traced Variable {self._type}{self._origin()} is not known "
+                f"while tracing (at {user_location()}); use compiler.where(cond, a, b) instead of "
+                "if/else"
             )
         return bool(self.data.item())
+
+    def _origin(self) -> str:
+        """`` (the result of op at file:line)`` for error messages; empty for a parameter."""
+        if self._op is None:
+            return " (an argument of the traced function)" if self._trace is not None else ""
+        where = f" at {self._loc}" if self._loc else ""
+        return f" (the result of {self._op}{where})"
 
     def __len__(self) -> int:
         if not self.shape:
