@@ -103,9 +103,9 @@ class _ValueAndGrad:
             t = signature.leaf_types[i]
             if not t.dtype.is_float:
                 raise DTypeError(
-                    f"grad of {getattr(self.f, '__name__', 'function')}: argument leaf of type {t} is "
-                    f"not floating-point (at {user_location()}); gradients only flow through f32/f64 "
-                    "values (pass integer inputs as non-differentiated arguments)"
+                    f"grad of {getattr(self.f, '__name__', 'function')}: argument leaf of type "
+                    f"{t} is not floating-point (at {user_location()}); gradients only flow "
+                    "through f32/f64 values (pass integer inputs as non-differentiated arguments)"
                 )
 
         has_aux = self.has_aux
@@ -121,9 +121,10 @@ class _ValueAndGrad:
                 error = ShapeError if value.shape != () else DTypeError
                 made = f", made at {value._loc}" if value._loc else ""
                 raise error(
-                    f"grad of {getattr(self.f, '__name__', 'function')}: the function must return a "
-                    f"floating-point scalar, got {value.type} (at {user_location()}{made}); reduce "
-                    "it (e.g. .sum() or .mean()) or use functional.vjp with a cotangent"
+                    f"grad of {getattr(self.f, '__name__', 'function')}: the function must "
+                    f"return a floating-point scalar, got {value.type} (at {user_location()}"
+                    f"{made}); reduce it (e.g. .sum() or .mean()) or use functional.vjp with "
+                    "a cotangent"
                 )
             aux_leaves, aux_tree = flatten(aux)
             tree = flatten((value, aux) if has_aux else value)[1]
@@ -167,8 +168,9 @@ def _trace_call(f: Callable, primals: tuple, purpose: str) -> tuple[Traced, list
     leaves, tree, _ = split_args(name, primals, {}, (), ())
     for x in leaves:
         if not leaf_type(x).dtype.is_float:
-            raise DTypeError(f"{purpose}: argument leaf of type {leaf_type(x)} is not floating-point "
-                             f"(at {user_location()}); derivatives only flow through f32/f64 values")
+            raise DTypeError(f"{purpose}: argument leaf of type {leaf_type(x)} is not "
+                             f"floating-point (at {user_location()}); derivatives only flow "
+                             "through f32/f64 values")
     return trace(f, Signature(tree, tuple(leaf_type(x) for x in leaves), ()), purpose), leaves
 
 

@@ -8,6 +8,7 @@ gradients stay finite (every exp sees a non-positive argument).
 from __future__ import annotations
 
 from compiler.frontend import numpy_api as fnp
+from compiler.frontend.source_info import user_location
 from compiler.frontend.variable import Variable
 from ir import DType
 from ir.errors import ShapeError
@@ -69,14 +70,17 @@ def cross_entropy(logits, labels) -> Variable:
         if labels.shape != logits.shape[:-1]:
             raise ShapeError(
                 f"cross_entropy: integer labels {labels.type} must have the logits' batch shape "
-                f"{list(logits.shape[:-1])}"
+                f"{list(logits.shape[:-1])}, the logits are {logits.type} (at {user_location()})"
             )
         # log-normaliser minus the label's logit; an out-of-range label picks 0.
         picked = fnp.take_along_axis(logits, fnp.expand_dims(labels, -1), axis=-1)
         return fnp.mean(fnp.subtract(logsumexp(logits, axis=-1, keepdims=True), picked))
     logp = log_softmax(logits, axis=-1)
     if labels.shape != logits.shape:
-        raise ShapeError(f"cross_entropy: label distribution {labels.type} must match logits {logits.type}")
+        raise ShapeError(
+            f"cross_entropy: label distribution {labels.type} must match logits {logits.type} "
+            f"(at {user_location()}); integer class labels need an i32 or i64 dtype"
+        )
     per_example = fnp.sum(fnp.multiply(labels, logp), axis=-1)
     return fnp.negative(fnp.mean(per_example))
 
