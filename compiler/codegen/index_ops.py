@@ -122,11 +122,16 @@ def _concat(b, eqn, index, operands):
         start += extent
 
     def read(piece):
-        generator, shape, begin, _ = piece
-        dims = list(out)
-        if begin:
-            dims[axis] = b.sub(out[axis], index_constant(begin), flags=_NUW_NSW)
-        return lambda: generator(b, Index(shape, dims=dims))
+        # Emitted inside the branch that checked out[axis] >= begin, so the
+        # subtraction never wraps.
+        def value():
+            generator, shape, begin, _ = piece
+            dims = list(out)
+            if begin:
+                dims[axis] = b.sub(out[axis], index_constant(begin), flags=_NUW_NSW)
+            return generator(b, Index(shape, dims=dims))
+
+        return value
 
     # A chain of range tests: the last piece needs none.
     def chain(rest):

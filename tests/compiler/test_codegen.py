@@ -411,3 +411,86 @@ def test_object_file_links_into_a_shared_library(tmp_path):
     want = interpret(fn, [xs])
     np.testing.assert_allclose(out0, want[0], rtol=1e-6)
     np.testing.assert_allclose(out1, want[1], rtol=1e-6)
+
+
+def _random_shape_program(rng: np.random.Generator, count: int) -> Function:
+    """Many random configurations of the data-movement ops, in one function."""
+    b = Builder("shapes")
+    outputs = []
+    for _ in range(count):
+        rank = int(rng.integers(1, 5))
+        shape = [int(d) for d in rng.integers(0 if rng.random() < 0.1 else 1, 5, rank)]
+        dtype = [F32, F64, I32, I64, BOOL][int(rng.integers(5))]
+        x = b.param(TensorType(dtype, shape))
+        op = ["transpose", "slice", "pad", "concat", "broadcast", "reshape"][int(rng.integers(6))]
+        if op == "transpose":
+            y = b.transpose(x, perm=[int(p) for p in rng.permutation(rank)])
+        elif op == "slice":
+            start = [int(rng.integers(0, d + 1)) for d in shape]
+            stop = [int(rng.integers(s, d + 1)) for s, d in zip(start, shape, strict=True)]
+            y = b.slice(x, start=start, stop=stop, step=[int(rng.integers(1, 4)) for _ in shape])
+        elif op == "pad":
+            y = b.pad(x, low=[int(v) for v in rng.integers(0, 3, rank)],
+                      high=[int(v) for v in rng.integers(0, 3, rank)],
+                      interior=[int(v) for v in rng.integers(0, 3, rank)])
+        elif op == "concat":
+            axis = int(rng.integers(rank))
+            others = []
+            for _ in range(int(rng.integers(1, 3))):
+                other = list(shape)
+                other[axis] = int(rng.integers(0, 4))
+                others.append(b.param(TensorType(dtype, other)))
+            y = b.concat(x, *others, axis=axis)
+        elif op == "broadcast":
+            operand_shape = [1 if rng.random() < 0.5 else d for d in shape]
+            x = b.param(TensorType(dtype, operand_shape))
+            extra = int(rng.integers(0, 2))
+            dims = [a + extra for a in range(rank)]
+            y = b.broadcast(x, shape=[3] * extra + shape, dims=dims)
+        else:
+            y = b.reshape(x, shape=[int(np.prod(shape))])
+        outputs.append(y)
+    return b.finish(outputs)
+
+
+def test_random_configurations_of_data_movement_ops():
+    rng = np.random.default_rng(7)
+    fn = _random_shape_program(rng, 60)
+    args = []
+    for p in fn.params:
+        values = rng.standard_normal(p.shape) * 10
+        args.append((values > 0) if p.dtype is BOOL else values.astype(p.dtype.numpy))
+    exe = compile_function(fn)
+    for got, want in zip(exe(*args), interpret(fn, args), strict=True):
+        assert got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+
+
+def test_random_reductions_over_every_axis_pattern():
+    rng = np.random.default_rng(11)
+    b = Builder("reductions")
+    cases = []
+    for _ in range(40):
+        rank = int(rng.integers(1, 5))
+        shape = [int(d) for d in rng.integers(1, 6, rank)]
+        dtype = [F32, F64, I32, I64][int(rng.integers(4))]
+        x = b.param(TensorType(dtype, shape))
+        op = ["reduce_sum", "reduce_max", "reduce_min", "argmax", "argmin"][int(rng.integers(5))]
+        if op.startswith("arg"):
+            attrs = {"axis": int(rng.integers(rank))}
+        else:
+            attrs = {"axes": sorted(int(a) for a in rng.choice(rank, int(rng.integers(0, rank + 1)), replace=False))}
+        cases.append((op, b.emit(op, [x], attrs)[0], attrs))
+    fn = b.finish([y for _, y, _ in cases])
+    args = []
+    for p in fn.params:  # small integers: ties everywhere, and exact float sums
+        values = rng.integers(-3, 4, p.shape).astype(p.dtype.numpy)
+        if p.dtype.is_float:
+            values[rng.random(p.shape) < 0.05] = np.nan
+        args.append(values)
+    got = compile_function(fn)(*args)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want = interpret(fn, args)
+    for (op, _, attrs), g, w in zip(cases, got, want, strict=True):
+        np.testing.assert_array_equal(g, w, err_msg=f"{op} {attrs}")
