@@ -139,7 +139,7 @@ class _ValueAndGrad:
 def _run_with_extras(fn: Function, traced: Traced, leaves: list, extras: list) -> list:
     """Run ``fn``, a transform of ``traced.fn`` whose parameters are the traced
     parameters, its captures, then ``extras`` (cotangents or tangents)."""
-    if any(isinstance(x, Variable) for x in [*leaves, *extras]):
+    if not traced.reusable or any(isinstance(x, Variable) for x in [*leaves, *extras]):
         with_extras = Traced(fn, list(traced.captures) + [fnp.asvariable(x) for x in extras],
                              traced.out_tree, traced.num_inputs)
         return run_traced(with_extras, list(leaves), compile_cached)[0]

@@ -131,8 +131,9 @@ def _as_output(x, purpose: str) -> Variable:
 
 def run_traced(traced: Traced, leaves: list, executable_for: Callable[[Function], Any]):
     """Run a traced function on call leaves: natively when all are concrete,
-    otherwise by inlining it into the enclosing lazy graph or trace."""
-    if any(isinstance(x, Variable) for x in leaves):
+    otherwise by inlining it into the enclosing lazy graph or trace. A function that
+    captured values of an enclosing trace is inlined there even for concrete leaves."""
+    if not traced.reusable or any(isinstance(x, Variable) for x in leaves):
         inputs = [asvariable(x) for x in leaves] + list(traced.captures)
         return inline(traced.fn, inputs), True
     arrays = [leaf_array(x) for x in leaves] + traced.capture_arrays()
