@@ -328,3 +328,17 @@ def test_backward_through_a_functional_gradient():
     g = functional.grad(lambda a: (a ** 3).sum())(x)   # joins x's graph lazily
     (g * Y).sum().backward()
     _close(x.grad, 6 * X * Y)
+
+
+def test_inner_transforms_may_close_over_outer_traced_values():
+    x = np.float64(3.0)
+    one, two = np.float64(1.0), np.float64(2.0)
+    # d/dx [x * d/dy (x y)] = d/dx x^2 (no perturbation confusion between the two levels)
+    assert functional.grad(lambda a: a * functional.grad(lambda y: a * y)(one))(x).item() == 6.0
+    assert functional.grad(lambda a: jit(lambda y: a * y)(two))(x).item() == 2.0
+    pullback = lambda a: functional.vjp(lambda y: a * y, two)[1](one)[0]  # noqa: E731
+    assert functional.grad(pullback)(x).item() == 1.0
+    tangent = lambda a: functional.jvp(lambda y: a * y * y, (two,), (one,))[1]  # noqa: E731
+    assert functional.grad(tangent)(x).item() == 4.0
+    inner = jit(lambda a: functional.grad(lambda y: (a * y).sum())(np.ones(3)))
+    _close(inner(X), X)
