@@ -20,7 +20,7 @@ from typing import Sequence
 import llvmlite.ir as ll
 
 from ir.dtypes import DType, TensorType
-from compiler.codegen.llvm_types import I1, I64, index_constant, storage_type
+from compiler.codegen.llvm_types import I1, index_constant, storage_type
 
 __all__ = ["Index", "Array", "row_major_strides"]
 

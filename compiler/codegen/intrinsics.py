@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import llvmlite.ir as ll
 
-from compiler.codegen.llvm_types import F32, F64, I1
+from compiler.codegen.llvm_types import F32, F64
 
 __all__ = ["intrinsic", "call_intrinsic", "call_libm"]
 
@@ -38,7 +38,6 @@ def call_intrinsic(b: ll.IRBuilder, base: str, args, *, extra_args=()) -> ll.Val
     return b.call(fn, list(args) + list(extra_args))
 
 
-# The C names of libm functions without an LLVM intrinsic, for f64; f32 appends "f".
 def call_libm(b: ll.IRBuilder, name: str, args) -> ll.Value:
     """Call libm ``name`` (double) or ``name + 'f'`` (float) on ``args``.
 
@@ -55,7 +54,3 @@ def call_libm(b: ll.IRBuilder, name: str, args) -> ll.Value:
         fn.attributes.add("nounwind")
         fn.attributes.add("readnone")
     return b.call(fn, list(args))
-
-
-def bool_false() -> ll.Constant:
-    return ll.Constant(I1, 0)
