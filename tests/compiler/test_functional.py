@@ -342,3 +342,22 @@ def test_inner_transforms_may_close_over_outer_traced_values():
     assert functional.grad(tangent)(x).item() == 4.0
     inner = jit(lambda a: functional.grad(lambda y: (a * y).sum())(np.ones(3)))
     _close(inner(X), X)
+
+
+def _every_composite(a):
+    """Exercises how the front end composes primitives: indexing, matmul's reshapes and batch
+    broadcasting, gathers, padding, concatenation, reductions with axes and keepdims."""
+    m = xp.reshape(a, (2, 3, 2))
+    b = xp.matmul(m, xp.transpose(m[0]))                       # [2,3,3] @ [2,3] -> [2,3,3]
+    c = xp.concatenate([b[:, 1:, ::2], xp.expand_dims(b[..., -1], -1)[:, :2]], axis=-1)
+    d = xp.take_along_axis(c, np.array([[[1, 0, 2], [2, 2, 0]]] * 2), axis=-1)
+    e = xp.pad(xp.squeeze(d[:, None, 0], 1), ((0, 0), (1, 0))) * np.arange(8.0).reshape(2, 4)
+    f = xp.where(e > 0.1, e, -0.5 * e) + xp.clip(a[:8].reshape(2, 4), -0.3, 0.4)
+    g = xp.stack([f.max(axis=1), f.mean(axis=-1), xp.min(f, axis=1)], axis=1)
+    return (g * np.array([1.0, -2.0, 0.5])).sum() + xp.dot(a, a * a) * 0.1
+
+
+def test_front_end_compositions_match_finite_differences():
+    a = np.random.default_rng(6).standard_normal(12)
+    _close(functional.grad(_every_composite)(a), _numeric_grad(_every_composite, [a]), rtol=1e-6,
+           atol=1e-8)

@@ -482,6 +482,13 @@ def test_indexing_three_dims_and_iteration():
         _check(row.numpy(), expected)
 
 
+@pytest.mark.xfail(strict=True, reason="negative slice steps raise IndexError ('not supported "
+                   "yet'): the IR's slice has no reversed stride")
+def test_negative_slice_steps():
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    _check(Variable(x)[::-1, 1::-2].numpy(), x[::-1, 1::-2])
+
+
 def test_unsupported_and_out_of_range_indices_raise_index_error():
     v = Variable(np.zeros((2, 3), np.float32))
     for index in ((2,), (0, -4), (0, 0, 0), ([0, 1],), (Ellipsis, Ellipsis)):
