@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from compiler.frontend.source_info import user_location
-from compiler.frontend.tensor import Tensor, as_array
+from compiler.frontend.tensor import Tensor, as_array, owned_array
 from compiler.frontend.variable import Variable, apply
 from ir import DType, TensorType, dtype_of
 from ir.errors import DTypeError, IRError, ShapeError
@@ -40,7 +40,7 @@ def asvariable(x, dtype=None) -> Variable:
     """``x`` as a Variable: Variables pass through, arrays become constant leaves."""
     if isinstance(x, Variable):
         return x if dtype is None else astype(x, dtype)
-    return Variable(Tensor._wrap(as_array(x, dtype)), requires_grad=False)
+    return Variable(Tensor._wrap(owned_array(x, dtype)), requires_grad=False)
 
 
 def _is_weak(x) -> bool:

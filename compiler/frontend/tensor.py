@@ -7,7 +7,16 @@ import numpy as np
 from ir import DType, TensorType, dtype_of
 from ir.errors import DTypeError, ShapeError
 
-__all__ = ["Tensor", "as_array"]
+__all__ = ["Tensor", "as_array", "owned_array"]
+
+
+def owned_array(value, dtype=None) -> np.ndarray:
+    """``as_array``, copied if it would share memory with the caller's numpy array
+    (a Tensor's value must not change when the caller later writes to its array)."""
+    arr = as_array(value, dtype)
+    if isinstance(value, np.ndarray) and np.may_share_memory(arr, value):
+        arr = arr.copy()
+    return arr
 
 
 def as_array(value, dtype=None) -> np.ndarray:
@@ -56,7 +65,7 @@ class Tensor:
     __array_priority__ = 100
 
     def __init__(self, data, shape=None, dtype=None):
-        arr = as_array(data, dtype)
+        arr = owned_array(data, dtype)
         if shape is not None:
             shape = tuple(int(d) for d in shape)
             if arr.size != int(np.prod(shape, dtype=np.int64)):
@@ -112,7 +121,13 @@ class Tensor:
 
     def __array__(self, dtype=None, copy=None):
         arr = self._array
-        return arr.astype(dtype) if dtype is not None else arr
+        if dtype is not None and np.dtype(dtype) != arr.dtype:
+            return arr.astype(dtype)
+        if copy:
+            return arr.copy()
+        view = arr.view()  # no copy asked for: a read-only view, so the value cannot change
+        view.flags.writeable = False
+        return view
 
     def __len__(self) -> int:
         if not self._array.ndim:

@@ -21,7 +21,7 @@ import itertools
 import numpy as np
 
 from compiler.frontend.source_info import user_location
-from compiler.frontend.tensor import Tensor, as_array
+from compiler.frontend.tensor import Tensor, owned_array
 from ir import DType, TensorType
 from ir.builder import with_location
 from ir.errors import IRError
@@ -133,7 +133,7 @@ class Variable:
         """Replace a leaf's value in place (shape and dtype must stay the same)."""
         if not self.is_leaf or self._trace is not None:
             raise IRError("only a concrete leaf Variable's .data can be assigned")
-        arr = as_array(value, self.dtype)
+        arr = owned_array(value, self.dtype)
         if arr.shape != self.shape:
             raise IRError(
                 f"cannot assign data of shape {list(arr.shape)} to a Variable of type {self._type}"
@@ -150,7 +150,7 @@ class Variable:
         return self.data._array.tolist()
 
     def __array__(self, dtype=None, copy=None):
-        return self.data.__array__(dtype)
+        return self.data.__array__(dtype, copy)
 
     def __float__(self) -> float:
         return float(self.data.item())
