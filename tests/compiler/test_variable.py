@@ -89,6 +89,33 @@ def test_numpy_returns_a_copy_and_data_is_read_only():
         v.data.data()[0] = 5.0
 
 
+def test_values_do_not_alias_the_callers_arrays():
+    src = _f32(1.0, 2.0)
+    v = Variable(src)
+    y = v * 2.0                       # recorded, not computed yet
+    operand = _f32(1.0, 1.0)
+    z = v * operand
+    src[0] = operand[0] = 42.0        # the caller reuses its buffers
+    np.testing.assert_array_equal(y.numpy(), _f32(2.0, 4.0))
+    np.testing.assert_array_equal(z.numpy(), _f32(1.0, 2.0))
+    np.testing.assert_array_equal(Tensor(src).numpy(), src)
+    new = _f32(5.0, 6.0)
+    v.data = new
+    new[0] = 0.0
+    np.testing.assert_array_equal(v.numpy(), _f32(5.0, 6.0))
+
+
+def test_numpy_conversion_never_exposes_the_value_for_writing():
+    v = Variable(_f32(1.0, 2.0))
+    copy = np.array(v)                # np.array copies
+    copy[0] = 99.0
+    view = np.asarray(v)              # np.asarray may share, read-only
+    with pytest.raises(ValueError):
+        view[0] = 99.0
+    np.testing.assert_array_equal(v.numpy(), _f32(1.0, 2.0))
+    assert np.asarray(v, np.float64).dtype == np.float64
+
+
 def test_operations_are_lazy_and_values_are_computed_once(runs):
     w = Variable(np.full((5, 7), 3.0, np.float32))
     y = (w * 2.0 + 1.0).exp().sum(axis=0)
