@@ -12,7 +12,7 @@ import pytest
 
 import compiler as xp
 import compiler.pipeline as pipeline
-from compiler import Tensor, Variable, jit
+from compiler import Tensor, Variable, functional, jit
 from ir.errors import DTypeError, IRError, ShapeError
 
 pytestmark = pytest.mark.llvm
@@ -165,12 +165,23 @@ def test_variables_hash_by_identity_and_compare_elementwise():
     np.testing.assert_array_equal((a != b).numpy(), [False, True])
 
 
+def _chain(x, length, step=lambda x: x + 1.0):
+    for _ in range(length):
+        x = step(x)
+    return x
+
+
 def test_a_deep_chain_of_operations():
+    # Deeper than Python's recursion limit: recording, building, differentiating and
+    # printing never recurse per operation (lower() stops before LLVM, which is slow here).
+    depth = 1500
+    text = jit(lambda x: _chain(x, depth)).lower(np.float64(0.0)).as_text()
+    assert text.count(" = add ") == depth
+    grad = jit(functional.grad(lambda x: _chain(x, depth, lambda x: xp.sin(x) * x)))
+    assert grad.lower(np.float64(0.5)).as_text().count(" = cos ") == depth
     v = Variable(np.float64(0.0))
-    x = v
-    for _ in range(1200):
-        x = x + 1.0
-    assert x.item() == 1200.0
+    x = _chain(v, 200)
+    assert x.item() == 200.0
     x.backward()
     assert v.grad.item() == 1.0
 
