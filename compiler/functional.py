@@ -149,10 +149,12 @@ def _run_with_extras(fn: Function, traced: Traced, leaves: list, extras: list) -
 
 def _check_like(what: str, given: list, expected_types, given_tree: TreeDef, expected_tree: TreeDef):
     if given_tree != expected_tree:
-        raise IRError(f"{what}: structure {given_tree} differs from the expected {expected_tree}")
+        raise ShapeError(f"{what}: structure {given_tree} differs from the expected "
+                         f"{expected_tree} (at {user_location()})")
     for x, t in zip(given, expected_types, strict=True):
         if leaf_type(x) != t:
-            raise IRError(f"{what}: got {leaf_type(x)} where {t} is expected")
+            error = ShapeError if leaf_type(x).shape != t.shape else DTypeError
+            raise error(f"{what}: got {leaf_type(x)} where {t} is expected (at {user_location()})")
 
 
 def _split_per_argument(flat: list, arg_trees: list[TreeDef]) -> tuple:
