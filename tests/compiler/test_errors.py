@@ -151,3 +151,12 @@ def test_non_scalar_grad_also_names_where_the_result_was_made():
     message = _raises(ShapeError, lambda: functional.grad(f)(F3), "grad of f")
     assert f"made at tests/compiler/test_errors.py:{f.__code__.co_firstlineno + 1}" in message or \
         f"test_errors.py:{f.__code__.co_firstlineno + 1}" in message
+
+
+def test_cotangents_and_tangents_of_the_wrong_type():
+    x = np.ones(3)
+    _, pullback = functional.vjp(lambda a: a * 2.0, x)
+    _raises(ShapeError, lambda: pullback(np.ones(2)), "vjp", "f64[2]", "f64[3]")
+    _raises(DTypeError, lambda: functional.jvp(lambda a: a * 2.0, (x,), (F3,)),
+            "jvp", "f32[3]", "f64[3]")
+    _raises(ShapeError, lambda: functional.jvp(lambda a: a * 2.0, (x,), ((x, x),)), "jvp", "structure")
