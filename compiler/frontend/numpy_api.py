@@ -241,8 +241,11 @@ def where(condition, x, y) -> Variable:
     return apply("select", [broadcast_to(cond, shape), broadcast_to(xv, shape), broadcast_to(yv, shape)], {})
 
 
-def clip(x, lo, hi) -> Variable:
-    return minimum(maximum(x, lo), hi)
+def clip(x, lo=None, hi=None) -> Variable:
+    """``x`` limited to ``[lo, hi]``; a bound of None is no bound (as in numpy)."""
+    x = asvariable(x)
+    x = x if lo is None else maximum(x, lo)
+    return x if hi is None else minimum(x, hi)
 
 
 def astype(x, dtype) -> Variable:
