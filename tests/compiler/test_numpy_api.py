@@ -296,6 +296,8 @@ def test_clip_matches_numpy():
     _check(xp.clip(i, 0, 5).numpy(), np.clip(i, 0, 5))
     _check(xp.clip(i, 0.5, 5).numpy(), np.clip(i, 0.5, 5))
     _check(Variable(x).clip(0, 1).numpy(), np.clip(x, 0, 1))
+    _check(xp.clip(x, None, 1.0).numpy(), np.clip(x, None, 1.0))
+    _check(Variable(i).clip(0).numpy(), np.clip(i, 0, None))
 
 
 # --- casts and constructors ---------------------------------------------------------------
