@@ -175,6 +175,13 @@ def test_small_integer_powers_are_exact_and_defined_for_negative_bases():
     _check((Variable(i) ** 2).numpy(), i ** 2)
 
 
+@pytest.mark.parametrize("name", ["exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "tanh", "sin",
+                                  "cos", "floor", "abs", "sign", "square", "sigmoid"])
+def test_unary_methods_match_the_functions(name):
+    x = _sample("float64", (2, 3), np.random.default_rng(9), positive=True)
+    _check(getattr(Variable(x), name)().numpy(), UNARY[name][1](x), f"Variable.{name}()")
+
+
 def test_bool_arithmetic_is_refused():
     t = Variable(np.array([True, False]))
     for fn in (xp.add, xp.subtract, xp.multiply):
