@@ -86,6 +86,9 @@ class TensorType:
     shape: tuple[int, ...]
 
     def __post_init__(self):
+        if isinstance(self.shape, str) or not all(
+                isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in self.shape):
+            raise IRError(f"shape {self.shape!r} must be a sequence of integers")
         shape = tuple(int(d) for d in self.shape)
         if any(d < 0 for d in shape):
             raise IRError(f"negative dimension in shape {list(shape)}")

@@ -153,10 +153,12 @@ def _cast_ref(xs, attrs):
     if np.issubdtype(x.dtype, np.floating) and np.issubdtype(target, np.integer):
         # Float->int truncates toward zero; out-of-range and nan give 0 rather than
         # undefined behaviour (the native code saturates the same way).
-        info = np.iinfo(target)
+        # Bounds as exact powers of two: iinfo.max itself rounds up to 2**(bits-1)
+        # in floating point, which is already out of range.
+        limit = 2.0 ** (np.iinfo(target).bits - 1)
         with np.errstate(invalid="ignore"):
             t = np.trunc(x)
-            ok = np.isfinite(t) & (t >= info.min) & (t <= info.max)
+            ok = np.isfinite(t) & (t >= -limit) & (t < limit)
             return np.where(ok, t, 0).astype(target)
     return x.astype(target)
 

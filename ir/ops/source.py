@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ir.dtypes import TensorType
-from ir.errors import ShapeError
+from ir.dtypes import DType, TensorType
+from ir.errors import DTypeError, ShapeError
 from ir.ops import defop
 
 
@@ -17,7 +17,20 @@ def _constant_infer(types, attrs):
             f"constant: {len(value)} values given for type {t} ({t.size} elements); give one "
             "value (a splat) or exactly one per element"
         )
+    for v in value if isinstance(value, tuple) else (value,):
+        _check_literal(t, v)
     return [t]
+
+
+def _check_literal(t: TensorType, v) -> None:
+    if t.dtype.is_int and (isinstance(v, bool) or not float(v).is_integer()):
+        raise DTypeError(f"constant: value {v!r} is not an integer, but the type is {t}")
+    if t.dtype.is_int:
+        info = np.iinfo(t.dtype.numpy)
+        if not info.min <= v <= info.max:
+            raise DTypeError(f"constant: value {v!r} does not fit in {t.dtype}")
+    if t.dtype == DType.bool and not isinstance(v, bool):
+        raise DTypeError(f"constant: value {v!r} is not true/false, but the type is {t}")
 
 
 def _constant_ref(xs, attrs):
