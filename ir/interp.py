@@ -34,16 +34,19 @@ def interpret(fn: Function, args: Sequence) -> list[np.ndarray]:
             )
         env[param] = arr
     for eqn in fn.eqns:
-        try:
-            results = _execute(eqn, [env[v] for v in eqn.inputs])
-        except KeyError as missing:
-            raise InterpError(f"operand {missing} of '{eqn.op}' is not defined before use") from None
+        missing = [v for v in eqn.inputs if v not in env]
+        if missing:
+            raise InterpError(f"while executing {_describe(fn, eqn)}: an operand is not defined before use")
+        results = _execute(fn, eqn, [env[v] for v in eqn.inputs])
         for value, result in zip(eqn.outputs, results, strict=True):
             env[value] = result
+    undefined = [i for i, v in enumerate(fn.outputs) if v not in env]
+    if undefined:
+        raise InterpError(f"@{fn.name}: result {undefined[0]} is never defined")
     return [env[v] for v in fn.outputs]
 
 
-def _execute(eqn: Eqn, operands: list[np.ndarray]) -> list[np.ndarray]:
+def _execute(fn: Function, eqn: Eqn, operands: list[np.ndarray]) -> list[np.ndarray]:
     try:
         if eqn.body is not None:
             raw = interpret(eqn.body, operands)
@@ -51,21 +54,27 @@ def _execute(eqn: Eqn, operands: list[np.ndarray]) -> list[np.ndarray]:
             raw = get_op(eqn.op).ref(operands, eqn.attrs)
             raw = [raw] if len(eqn.outputs) == 1 else list(raw)
     except IRError as error:
-        raise InterpError(f"while executing {_describe(eqn)}: {error}") from error
+        raise InterpError(f"while executing {_describe(fn, eqn)}: {error}") from error
     except Exception as error:  # a numpy failure is still reported against the equation
-        raise InterpError(f"while executing {_describe(eqn)}: {type(error).__name__}: {error}") from error
+        raise InterpError(f"while executing {_describe(fn, eqn)}: {type(error).__name__}: {error}") from error
     results = []
     for value, r in zip(eqn.outputs, raw, strict=True):
         arr = np.asarray(r).astype(value.dtype.numpy, copy=False)
         if arr.shape != value.shape:
             raise InterpError(
-                f"while executing {_describe(eqn)}: reference gave shape {list(arr.shape)}, "
+                f"while executing {_describe(fn, eqn)}: reference gave shape {list(arr.shape)}, "
                 f"the type says {value.type}"
             )
         results.append(arr)
     return results
 
 
-def _describe(eqn: Eqn) -> str:
-    where = f" ({eqn.loc})" if eqn.loc else ""
-    return f"'{eqn.op}' -> {', '.join(str(v.type) for v in eqn.outputs)}{where}"
+def _describe(fn: Function, eqn: Eqn) -> str:
+    """The equation as it prints, e.g. ``%7 = exp %6 : f32[3] (model.py:14)``."""
+    from ir.graph import value_names
+
+    names = value_names(fn)
+    name = lambda v: names.get(v, "%?")  # noqa: E731
+    text = f"{', '.join(name(v) for v in eqn.outputs)} = {eqn.op} {', '.join(name(v) for v in eqn.inputs)}"
+    text = text.rstrip() + " : " + ", ".join(str(v.type) for v in eqn.outputs)
+    return text + (f" ({eqn.loc})" if eqn.loc else "")

@@ -89,7 +89,7 @@ def test_failing_equation_is_named_with_its_loc():
     with pytest.raises(InterpError) as info:
         interpret(fn, [np.zeros(3, np.float32)])
     message = str(info.value)
-    assert message.startswith("while executing 'exp' -> f32[4] (model.py:7)")
+    assert message.startswith("while executing %1 = exp %0 : f32[4] (model.py:7)")
     assert "reference gave shape [3]" in message
 
 
@@ -99,7 +99,7 @@ def test_numpy_failure_inside_ref_names_the_equation():
     out = Value(TensorType(F32, (4,)))
     b.eqns.append(Eqn("reshape", (x,), (out,), {"shape": (4,)}, "model.py:3"))
     fn = b.finish([out])
-    with pytest.raises(InterpError, match=r"while executing 'reshape' -> f32\[4\] \(model.py:3\): "
+    with pytest.raises(InterpError, match=r"while executing %1 = reshape %0 : f32\[4\] \(model.py:3\): "
                                           "ValueError: cannot reshape"):
         interpret(fn, [np.zeros(6, np.float32)])
 
