@@ -36,6 +36,9 @@ _define("dump_dir", "XLAC_DUMP_DIR", None,
         "write the IR after every pass, LLVM IR, assembly and a summary into this folder")
 _define("verify_passes", "XLAC_VERIFY", None,
         "run the IR verifier after every pass (1/0); on by default in the test suite")
+_define("num_threads", "XLAC_NUM_THREADS", None,
+        "threads for large kernels (GEMM); default: the cores this process may use; "
+        "read when a program is compiled")
 
 FLAGS = dict(_DEFINED)
 
