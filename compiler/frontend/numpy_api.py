@@ -196,17 +196,31 @@ def divide(x, y) -> Variable:
 
 
 def power(x, y) -> Variable:
-    """``x ** y``. A small integer Python exponent becomes multiplications (exact,
-    and defined for negative ``x``); otherwise the ``pow`` primitive on floats."""
-    if _is_weak(y) and not isinstance(y, bool) and float(y).is_integer() and 0 <= y <= 4:
-        x = asvariable(x)
-        if int(y) == 0:
-            return ones_like(x)
-        result = x
-        for _ in range(int(y) - 1):
-            result = multiply(result, x)
-        return result
+    """``x ** y`` with numpy's dtypes. An integer Python exponent becomes
+    multiplications (exact, defined for negative ``x``): any exponent >= 0 for
+    integer ``x`` (negative ones are an error, as in numpy), up to 4 for floats;
+    otherwise the ``pow`` primitive on floats."""
+    if _is_weak(y) and not isinstance(y, bool) and float(y).is_integer():
+        dtype = _result_dtype([x, y])
+        n = int(y)
+        if dtype.is_int and n < 0:
+            raise DTypeError(f"power: integers to negative integer powers are not allowed, "
+                             f"as in numpy (at {user_location()}); cast to float first")
+        if dtype.is_int or 0 <= n <= 4:
+            return _integer_power(astype(x, dtype), n)
     return _elementwise("pow", [x, y], _float_dtype([x, y]))
+
+
+def _integer_power(x: Variable, n: int) -> Variable:
+    # Exponentiation by squaring: O(log n) multiplications.
+    result, base = None, x
+    while n:
+        if n & 1:
+            result = base if result is None else multiply(result, base)
+        n >>= 1
+        if n:
+            base = multiply(base, base)
+    return ones_like(x) if result is None else result
 
 
 def square(x) -> Variable:
@@ -594,3 +608,64 @@ for _name, _fn in {**_OPERATORS, **_METHODS}.items():
     setattr(Variable, _name, _fn)
 Variable.T = property(lambda self: transpose(self))
 Variable.__hash__ = object.__hash__  # defining __eq__ above would otherwise unset it
+
+
+# -- numpy's own functions applied to Variables ------------------------------------------
+# ``np.exp(v)`` and ``np.sum(v)`` stay in the graph (so gradients flow) instead of
+# silently evaluating to an ndarray; a numpy function we do not implement is run on
+# the evaluated values (and, inside jit/grad, says the value is not known yet).
+_UFUNCS = {
+    np.add: add, np.subtract: subtract, np.multiply: multiply, np.divide: divide,
+    np.true_divide: divide, np.power: power, np.negative: negative, np.absolute: abs,
+    np.sign: sign, np.exp: exp, np.log: log, np.log1p: log1p, np.expm1: expm1, np.sqrt: sqrt,
+    np.tanh: tanh, np.sin: sin, np.cos: cos, np.floor: floor, np.maximum: maximum,
+    np.minimum: minimum, np.less: less, np.less_equal: less_equal, np.greater: greater,
+    np.greater_equal: greater_equal, np.equal: equal, np.not_equal: not_equal,
+    np.matmul: matmul, np.square: square, np.logical_not: logical_not, np.positive: lambda x: x,
+}
+_FUNCTIONS = {
+    np.sum: sum, np.mean: mean, np.max: max, np.amax: max, np.min: min, np.amin: min,
+    np.argmax: argmax, np.argmin: argmin, np.reshape: reshape, np.transpose: transpose,
+    np.where: where, np.dot: dot, np.concatenate: concatenate, np.stack: stack,
+    np.expand_dims: expand_dims, np.squeeze: squeeze, np.broadcast_to: broadcast_to,
+    np.clip: clip, np.zeros_like: zeros_like, np.ones_like: ones_like,
+    np.take_along_axis: take_along_axis, np.matmul: matmul,
+}
+
+
+def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
+    fn = _UFUNCS.get(ufunc)
+    if fn is None or method != "__call__" or kwargs:
+        raise TypeError(
+            f"numpy.{ufunc.__name__}{'' if method == '__call__' else '.' + method} is not supported on "
+            f"Variables{' with ' + ', '.join(kwargs) if kwargs else ''} (at {user_location()}); "
+            "use the compiler's function of the same name, or np.asarray(v) for a plain array"
+        )
+    return fn(*inputs)
+
+
+def _array_function(self, func, types, args, kwargs):
+    fn = _FUNCTIONS.get(func)
+    if fn is not None:
+        try:
+            return fn(*args, **kwargs)
+        except TypeError as error:
+            if "unexpected keyword" not in str(error):
+                raise
+    # Not ours: numpy's own implementation on the values.
+    plain_args = [_to_numpy(a) for a in args]
+    plain_kwargs = {k: _to_numpy(v) for k, v in kwargs.items()}
+    return func._implementation(*plain_args, **plain_kwargs) if hasattr(func, "_implementation") \
+        else func(*plain_args, **plain_kwargs)
+
+
+def _to_numpy(x):
+    if isinstance(x, Variable):
+        return np.asarray(x)
+    if isinstance(x, (list, tuple)):
+        return type(x)(_to_numpy(i) for i in x)
+    return x
+
+
+Variable.__array_ufunc__ = _array_ufunc
+Variable.__array_function__ = _array_function

@@ -144,3 +144,51 @@ class Tensor:
         body = np.array2string(self._array, separator=", ", threshold=20)
         return f"Tensor({body}, dtype={self.dtype})"
 
+    # Arithmetic follows numpy (NEP 50 promotion: Python scalars are weak) and
+    # gives Tensors, so ``w.data - lr * w.grad`` reads as in PyTorch. An operand
+    # that is a Variable makes the result a Variable (Variable's reflected
+    # operators take over).
+    def __getitem__(self, index) -> "Tensor":
+        return Tensor._wrap(as_array(self._array[index]))
+
+
+def _operand(x):
+    if isinstance(x, Tensor):
+        return x._array
+    if isinstance(x, (np.ndarray, np.generic, bool, int, float, list, tuple)):
+        return x
+    return None
+
+
+def _binary_method(fn, reflected: bool = False):
+    def method(self, other):
+        other_arr = _operand(other)
+        if other_arr is None:
+            return NotImplemented
+        a, b = (other_arr, self._array) if reflected else (self._array, other_arr)
+        with np.errstate(all="ignore"):
+            return Tensor._wrap(as_array(np.asarray(fn(a, b))))
+
+    return method
+
+
+def _unary_method(fn):
+    def method(self):
+        return Tensor._wrap(as_array(np.asarray(fn(self._array))))
+
+    return method
+
+
+_BINARY_OPERATORS = {
+    "add": np.add, "sub": np.subtract, "mul": np.multiply, "truediv": np.true_divide,
+    "pow": np.power, "matmul": np.matmul,
+}
+for _name, _fn in _BINARY_OPERATORS.items():
+    setattr(Tensor, f"__{_name}__", _binary_method(_fn))
+    setattr(Tensor, f"__r{_name}__", _binary_method(_fn, reflected=True))
+for _name, _fn in {"lt": np.less, "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal,
+                   "eq": np.equal, "ne": np.not_equal}.items():
+    setattr(Tensor, f"__{_name}__", _binary_method(_fn))
+for _name, _fn in {"neg": np.negative, "pos": np.positive, "abs": np.abs}.items():
+    setattr(Tensor, f"__{_name}__", _unary_method(_fn))
+Tensor.__hash__ = object.__hash__  # == is elementwise, as for numpy arrays

@@ -384,10 +384,6 @@ def test_assigning_data_does_not_change_a_recorded_but_unevaluated_result():
     assert y.item() == 4.0
 
 
-@pytest.mark.xfail(strict=True, reason="a numpy ufunc on a Variable (np.exp(w)) computes eagerly "
-                   "through __array__ and returns an ndarray: the result silently leaves the graph "
-                   "(no gradient reaches w; inside jit it is a ConcretizationError). Dispatching "
-                   "__array_ufunc__ to compiler.* or refusing it (None) would be explicit")
 def test_numpy_ufuncs_on_a_variable_stay_in_the_graph():
     w = Variable(np.float64(1.0))
     y = np.exp(w)
