@@ -13,6 +13,7 @@ from compiler.frontend.numpy_api import (
     dot, equal, exp, expand_dims, expm1, floor, greater, greater_equal, less, less_equal, log,
     log1p, logical_not, matmul, max, maximum, mean, min, minimum, multiply, negative, not_equal,
     one_hot, ones_like, pad, power, reshape, rsqrt, sign, sin, sqrt, square, squeeze, stack,
+    stop_gradient, flip,
     subtract, sum, take_along_axis, tanh, transpose, where, zeros_like,
 )
 from compiler.frontend.numpy_api import logistic as sigmoid
@@ -35,5 +36,5 @@ __all__ = [
     "max", "maximum", "mean", "min", "minimum", "multiply", "negative", "not_equal", "one_hot",
     "ones_like", "pad", "power", "reshape", "rsqrt", "sigmoid", "sign", "sin", "sqrt", "square",
     "squeeze", "stack", "subtract", "sum", "take_along_axis", "tanh", "transpose", "where",
-    "zeros_like",
+    "zeros_like", "stop_gradient", "flip",
 ]

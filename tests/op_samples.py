@@ -174,6 +174,13 @@ _add(OpSample("transpose", [_t(F32, 3, 4)], {"perm": [1, 0]}, differentiable=(0,
 _add(OpSample("transpose", [_t(F64, 2, 3, 4)], {"perm": [2, 0, 1]}, differentiable=(0,)))
 _add(OpSample("transpose", [_t(I32, 2, 5)], {"perm": [1, 0]}))
 
+_add(OpSample("reverse", [_t(F32, 3, 4)], {"axes": [1]}, differentiable=(0,)))
+_add(OpSample("reverse", [_t(F64, 2, 3, 4)], {"axes": [0, 2]}, differentiable=(0,)))
+_add(OpSample("reverse", [_t(I32, 5)], {"axes": [0]}))
+_add(OpSample("reverse", [_t(F32, 4)], {"axes": []}))
+_add(OpSample("stop_gradient", [_t(F32, 3, 4)]))
+_add(OpSample("stop_gradient", [_t(I64, 2)]))
+
 _add(OpSample("slice", [_t(F32, 6, 5)], {"start": [1, 0], "stop": [5, 5], "step": [1, 2]}, differentiable=(0,)))
 _add(OpSample("slice", [_t(F64, 7)], {"start": [2], "stop": [7], "step": [3]}, differentiable=(0,)))
 _add(OpSample("slice", [_t(F64, 4, 3)], {"start": [0, 1], "stop": [4, 2], "step": [1, 1]}, differentiable=(0,)))

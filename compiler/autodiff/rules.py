@@ -45,7 +45,7 @@ __all__ = ["RULES", "NONDIFFERENTIABLE", "VJPRule"]
 VJPRule = Callable[[Builder, Eqn, Value], list]
 
 NONDIFFERENTIABLE: frozenset[str] = frozenset(
-    {"compare", "argmax", "argmin", "constant", "iota", "floor", "sign"}
+    {"compare", "argmax", "argmin", "constant", "iota", "floor", "sign", "stop_gradient"}
 )
 
 
@@ -302,6 +302,7 @@ RULES: dict[str, VJPRule] = {
     "broadcast": _broadcast,
     "reshape": lambda b, eqn, g: [b.reshape(g, shape=_x(eqn).shape)],
     "transpose": _transpose,
+    "reverse": lambda b, eqn, g: [b.reverse(g, axes=eqn.attrs["axes"])],
     "slice": _slice,
     "pad": _pad,
     "concat": _concat,

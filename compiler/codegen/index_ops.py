@@ -79,6 +79,14 @@ def _slice(b, eqn, index, operands):
     return operands[0](b, Index(eqn.inputs[0].shape, dims=mapped))
 
 
+@_emitter("reverse")
+def _reverse(b, eqn, index, operands):
+    shape = eqn.inputs[0].shape
+    mapped = [b.sub(index_constant(shape[a] - 1), o, flags=_NUW_NSW) if a in eqn.attrs["axes"] else o
+              for a, o in enumerate(index.dims(b))]
+    return operands[0](b, Index(shape, dims=mapped))
+
+
 @_emitter("pad")
 def _pad(b, eqn, index, operands):
     shape = eqn.inputs[0].shape

@@ -9,22 +9,26 @@ each operand (register values: bool is ``i1``). Each follows the op's numpy
   native code is bit-for-bit equal to numpy for add/sub/mul/div/sqrt/floor...
 - ``maximum``/``minimum`` use ``llvm.maximum``/``llvm.minimum``: nan wins, and
   -0 < +0 (numpy's own choice between equal zeros varies by code path).
-- Transcendentals call LLVM intrinsics or libm (``expm1``, ``log1p``); they
-  agree with numpy to a few ulp. A later issue replaces them with vector code.
+- Transcendentals (exp, log, expm1, log1p, tanh, logistic, sin, cos, pow) are
+  branch-free vectorisable IR from vmath.py (error bounds there); the dtypes it
+  does not cover (f64 sin/cos/pow) call libm through ``LIBM_EMITTERS``.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import llvmlite.ir as ll
 
 from ir.core import Eqn
 from ir.dtypes import DType
+from compiler.codegen import vmath
 from compiler.codegen.intrinsics import call_intrinsic, call_libm
 from compiler.codegen.llvm_types import I1, constant, value_type
 
-__all__ = ["ELEMENTWISE_EMITTERS", "ScalarEmitter", "convert"]
+__all__ = ["ELEMENTWISE_EMITTERS", "LIBM_EMITTERS", "ScalarEmitter", "convert",
+           "libm_transcendentals"]
 
 ScalarEmitter = Callable[[ll.IRBuilder, Eqn, list], ll.Value]
 
@@ -49,6 +53,11 @@ def _const(eqn_or_dtype, value) -> ll.Constant:
 
 
 # -- unary -------------------------------------------------------------------
+
+@_emitter("stop_gradient")
+def _stop_gradient(b, eqn, xs):
+    return xs[0]
+
 
 @_emitter("neg")
 def _neg(b, eqn, xs):
@@ -82,19 +91,8 @@ def _intrinsic_unary(name: str, intrinsic: str) -> None:
     ELEMENTWISE_EMITTERS[name] = lambda b, eqn, xs: call_intrinsic(b, intrinsic, xs)
 
 
-def _libm_unary(name: str, symbol: str) -> None:
-    ELEMENTWISE_EMITTERS[name] = lambda b, eqn, xs: call_libm(b, symbol, xs)
-
-
-_intrinsic_unary("exp", "llvm.exp")
-_intrinsic_unary("log", "llvm.log")
 _intrinsic_unary("sqrt", "llvm.sqrt")
-_intrinsic_unary("tanh", "llvm.tanh")
-_intrinsic_unary("sin", "llvm.sin")
-_intrinsic_unary("cos", "llvm.cos")
 _intrinsic_unary("floor", "llvm.floor")
-_libm_unary("log1p", "log1p")
-_libm_unary("expm1", "expm1")
 
 
 @_emitter("rsqrt")
@@ -103,8 +101,53 @@ def _rsqrt(b, eqn, xs):
     return b.fdiv(_const(eqn, 1), call_intrinsic(b, "llvm.sqrt", xs))
 
 
-@_emitter("logistic")
-def _logistic(b, eqn, xs):
+# -- transcendentals ---------------------------------------------------------------
+
+# The scalar libm versions: one call per element (LLVM scalarises ``llvm.exp``
+# & co. into libm calls), so loops over them do not vectorise. They serve the
+# dtypes vmath.py does not cover and are the benchmarks' baseline.
+LIBM_EMITTERS: dict[str, ScalarEmitter] = {
+    "exp": lambda b, eqn, xs: call_intrinsic(b, "llvm.exp", xs),
+    "log": lambda b, eqn, xs: call_intrinsic(b, "llvm.log", xs),
+    "tanh": lambda b, eqn, xs: call_intrinsic(b, "llvm.tanh", xs),
+    "sin": lambda b, eqn, xs: call_intrinsic(b, "llvm.sin", xs),
+    "cos": lambda b, eqn, xs: call_intrinsic(b, "llvm.cos", xs),
+    "pow": lambda b, eqn, xs: call_intrinsic(b, "llvm.pow", xs),
+    "log1p": lambda b, eqn, xs: call_libm(b, "log1p", xs),
+    "expm1": lambda b, eqn, xs: call_libm(b, "expm1", xs),
+}
+_use_libm = False
+
+
+@contextlib.contextmanager
+def libm_transcendentals():
+    """Kernels lowered inside this block call libm for every transcendental.
+
+    For side-by-side comparisons (benchmarks/transcendentals.py, tests) only:
+    it switches a module global, so it is not thread-safe, and
+    ``pipeline.compile_cached`` may hand back a program lowered outside the
+    block (use ``backend.compile_function``).
+    """
+    global _use_libm
+    saved, _use_libm = _use_libm, True
+    try:
+        yield
+    finally:
+        _use_libm = saved
+
+
+def _transcendental(name: str) -> ScalarEmitter:
+    libm = LIBM_EMITTERS[name]
+
+    def emit(b, eqn, xs):
+        if _use_libm or not vmath.has_vector_version(name, xs[0].type):
+            return libm(b, eqn, xs)
+        return vmath.emit(b, name, xs)
+
+    return emit
+
+
+def _libm_logistic(b, eqn, xs):
     # The ref's two branches, stable in both tails: e = exp(-|x|) never overflows.
     (x,) = xs
     one, zero = _const(eqn, 1), _const(eqn, 0)
@@ -113,6 +156,11 @@ def _logistic(b, eqn, xs):
     positive = b.fdiv(one, denominator)
     negative = b.fdiv(e, denominator)
     return b.select(b.fcmp_ordered(">=", x, zero), positive, negative)
+
+
+LIBM_EMITTERS["logistic"] = _libm_logistic
+for _name in LIBM_EMITTERS:
+    ELEMENTWISE_EMITTERS[_name] = _transcendental(_name)
 
 
 # -- binary ------------------------------------------------------------------
@@ -133,12 +181,6 @@ _arith("mul", "fmul", "mul")
 @_emitter("div")
 def _div(b, eqn, xs):
     return b.fdiv(*xs)  # the type rule admits floats only (no division by zero traps)
-
-
-
-@_emitter("pow")
-def _pow(b, eqn, xs):
-    return call_intrinsic(b, "llvm.pow", xs)
 
 
 @_emitter("maximum")

@@ -30,7 +30,7 @@ __all__ = [
     "where", "astype", "sum", "mean", "max", "min", "argmax", "argmin", "reshape",
     "transpose", "broadcast_to", "expand_dims", "squeeze", "concatenate", "stack", "pad",
     "matmul", "dot", "one_hot", "take_along_axis", "zeros_like", "ones_like", "square",
-    "logical_not", "clip",
+    "logical_not", "clip", "stop_gradient", "flip",
 ]
 
 _PY_SCALARS = (bool, int, float)
@@ -240,6 +240,18 @@ greater = _compare("gt")
 greater_equal = _compare("ge")
 equal = _compare("eq")
 not_equal = _compare("ne")
+
+
+def stop_gradient(x) -> Variable:
+    """``x``, but no gradient flows back through it (JAX's ``lax.stop_gradient``)."""
+    return apply("stop_gradient", [asvariable(x)], {})
+
+
+def flip(x, axis=None) -> Variable:
+    """Reverse the order of elements along ``axis`` (all axes if None), as numpy.flip."""
+    x = asvariable(x)
+    axes = _axes(x, axis, "flip") if x.ndim else ()
+    return apply("reverse", [x], {"axes": axes}) if axes else x
 
 
 def logical_not(x) -> Variable:
@@ -458,7 +470,7 @@ def getitem(x: Variable, index) -> Variable:
         expanded.extend([slice(None)] * (x.ndim - used) if i is Ellipsis else [i])
     if not has_ellipsis:
         expanded.extend([slice(None)] * (x.ndim - used))
-    start, stop, step, out_shape = [], [], [], []
+    start, stop, step, out_shape, reversed_axes = [], [], [], [], []
     axis = 0
     for i in expanded:
         if i is None:
@@ -467,11 +479,13 @@ def getitem(x: Variable, index) -> Variable:
         d = x.shape[axis]
         if isinstance(i, slice):
             lo, hi, st = i.indices(d)
-            if st < 0:
-                raise IndexError(f"negative slice steps are not supported yet (at {user_location()})")
-            hi = builtins.max(hi, lo)
+            n = len(range(lo, hi, st))
+            if st < 0:  # the same elements, read forwards, then reversed
+                reversed_axes.append(axis)
+                lo, st = (lo + (n - 1) * st, -st) if n else (0, 1)
+            hi = lo + (n - 1) * st + 1 if n else lo
             start.append(lo), stop.append(hi), step.append(st)
-            out_shape.append((hi - lo + st - 1) // st)
+            out_shape.append(n)
         elif isinstance(i, (int, np.integer)) and not isinstance(i, bool):
             j = int(i)
             if not -d <= j < d:
@@ -489,6 +503,8 @@ def getitem(x: Variable, index) -> Variable:
     result = x
     if (start, stop, step) != ([0] * x.ndim, list(x.shape), [1] * x.ndim):
         result = apply("slice", [x], {"start": start, "stop": stop, "step": step})
+    if reversed_axes:
+        result = apply("reverse", [result], {"axes": reversed_axes})
     return reshape(result, out_shape)
 
 
@@ -600,7 +616,7 @@ _METHODS = {
         self, axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else (axes or None)),
     "exp": exp, "log": log, "log1p": log1p, "expm1": expm1, "sqrt": sqrt, "rsqrt": rsqrt,
     "tanh": tanh, "sin": sin, "cos": cos, "floor": floor, "abs": abs, "sign": sign,
-    "astype": astype, "squeeze": squeeze, "expand_dims": expand_dims, "clip": clip,
+    "astype": astype, "squeeze": squeeze, "flip": flip, "expand_dims": expand_dims, "clip": clip,
     "square": square, "matmul": matmul, "dot": dot,
     "sigmoid": logistic, "relu": lambda self: where(greater(self, 0), self, 0),
 }
@@ -629,7 +645,7 @@ _FUNCTIONS = {
     np.where: where, np.dot: dot, np.concatenate: concatenate, np.stack: stack,
     np.expand_dims: expand_dims, np.squeeze: squeeze, np.broadcast_to: broadcast_to,
     np.clip: clip, np.zeros_like: zeros_like, np.ones_like: ones_like,
-    np.take_along_axis: take_along_axis, np.matmul: matmul,
+    np.take_along_axis: take_along_axis, np.matmul: matmul, np.flip: flip,
 }
 
 

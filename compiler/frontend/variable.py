@@ -199,11 +199,8 @@ class Variable:
 
     def detach(self) -> "Variable":
         """A new leaf with this node's value and no history (no gradient flows back)."""
-        if self._trace is not None:
-            raise IRError(
-                f"detach() of a traced Variable is not supported yet (at {user_location()}); "
-                "compute the value outside the traced function instead"
-            )
+        if self._trace is not None:  # inside jit/grad: the same value, cut from the gradient
+            return apply("stop_gradient", [self], {})
         return Variable(self.data, requires_grad=False)
 
     def zero_grad(self) -> None:

@@ -5,7 +5,7 @@ Rules (x any value, 1 and 0 splat constants, possibly behind a broadcast):
 ``reshape(reshape(x)) -> reshape(x)``; ``reshape`` / ``transpose`` /
 ``broadcast`` that change nothing ``-> x``; ``transpose(transpose(x))`` and
 ``broadcast(broadcast(x))`` compose into one op; ``cast`` to the same dtype
-``-> x``. ``x + 0 -> x`` differs only for x = -0.0 (the sign of zero), as in
+``-> x``; ``stop_gradient(x) -> x`` (differentiation already ran). ``x + 0 -> x`` differs only for x = -0.0 (the sign of zero), as in
 XLA; nothing here changes a nan or inf result.
 """
 
@@ -73,6 +73,8 @@ def _simplify(rw: Rewriter, producers, eqn: Eqn, inputs) -> Value | None:
     elif op == "neg" and producer is not None and producer.op == "neg":
         return producer.inputs[0]
     elif op == "cast" and inputs[0].dtype == out.dtype:
+        return inputs[0]
+    elif op == "stop_gradient":  # only the differentiation pass (run before) cares
         return inputs[0]
     elif op == "reshape":
         if inputs[0].shape == out.shape:

@@ -170,3 +170,10 @@ defop(
     doc="convert element type; float->int truncates toward zero, out-of-range or nan gives 0; "
     "to bool is x != 0",
 )
+
+defop(
+    "stop_gradient", arity=1, kind="elementwise",
+    infer=lambda types, attrs: [types[0]],
+    ref=lambda xs, attrs: xs[0].copy(),
+    doc="the identity, through which no gradient flows (simplify removes it after autodiff)",
+)

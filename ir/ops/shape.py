@@ -168,3 +168,17 @@ defop(
     ref=lambda xs, attrs: np.concatenate(xs, axis=attrs["axis"]),
     doc="join operands along axis",
 )
+
+
+def _reverse_infer(types, attrs):
+    t, axes = types[0], attrs["axes"]
+    if list(axes) != sorted(set(axes)) or any(not 0 <= a < t.rank for a in axes):
+        raise ShapeError(f"reverse: axes {list(axes)} must be sorted, distinct axes of {t}")
+    return [t]
+
+
+defop(
+    "reverse", arity=1, kind="shape", attrs={"axes": "ints"}, infer=_reverse_infer,
+    ref=lambda xs, attrs: np.flip(xs[0], attrs["axes"]).copy(),
+    doc="element order reversed along each of axes (numpy's x[::-1])",
+)

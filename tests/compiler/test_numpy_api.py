@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import compiler as xp
-from compiler import Tensor, Variable, jit
+from compiler import Tensor, Variable, functional, jit
 from compiler.pytree import tree_map
 from ir.errors import DTypeError, IRError, ShapeError
 
@@ -489,8 +489,6 @@ def test_indexing_three_dims_and_iteration():
         _check(row.numpy(), expected)
 
 
-@pytest.mark.xfail(strict=True, reason="negative slice steps raise IndexError ('not supported "
-                   "yet'): the IR's slice has no reversed stride")
 def test_negative_slice_steps():
     x = np.arange(12, dtype=np.float32).reshape(3, 4)
     _check(Variable(x)[::-1, 1::-2].numpy(), x[::-1, 1::-2])
@@ -586,6 +584,26 @@ def test_take_along_axis_out_of_range_gives_zero():
     _check(got, np.array([[0.0, 2.0], [0.0, 0.0]], np.float32))
 
 
+def test_flip_and_negative_steps_match_numpy():
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    _check(xp.flip(x).numpy(), np.flip(x))
+    _check(xp.flip(x, 1).numpy(), np.flip(x, 1))
+    _check(xp.flip(x, (0, -1)).numpy(), np.flip(x, (0, -1)))
+    v = Variable(x)
+    for index in [np.s_[::-1], np.s_[:, ::-2], np.s_[1, 2:0:-1, 3::-3], np.s_[..., 5:1:-1],
+                  np.s_[::-1, 0, ::-1], np.s_[:, 1:1:-1]]:
+        _check(v[index].numpy(), x[index], f"x[{index}]")
+
+
+def test_stop_gradient_blocks_only_the_gradient():
+    x = np.array([1.0, 2.0, 3.0])
+    value, grad = functional.value_and_grad(lambda x: (x * xp.stop_gradient(x)).sum())(x)
+    _check(value.numpy(), np.array(14.0))
+    _check(grad.numpy(), x)  # d/dx x*c = c, with c = x held constant
+    detached = functional.grad(lambda x: (x * Variable.detach(x * 1.0)).sum())(x)
+    _check(detached.numpy(), x)
+
+
 # --- the namespace ------------------------------------------------------------------------
 
 def test_every_public_function_is_covered_here():
@@ -593,7 +611,7 @@ def test_every_public_function_is_covered_here():
     tested = set(UNARY) | set(BINARY) | set(REDUCTIONS) | {
         "argmax", "argmin", "asvariable", "astype", "broadcast_to", "clip", "concatenate", "dot",
         "expand_dims", "matmul", "one_hot", "ones_like", "pad", "reshape", "squeeze", "stack",
-        "take_along_axis", "transpose", "where", "zeros_like",
+        "take_along_axis", "transpose", "where", "zeros_like", "flip", "stop_gradient",
     }
     elsewhere = {"Tensor", "Variable", "functional", "nn", "jit", "ConcretizationError", "DType",
                  "f32", "f64", "i32", "i64", "bool_"}
