@@ -1,0 +1,505 @@
+"""Branch-free transcendentals written in LLVM IR, so that loops over them vectorise.
+
+NOTE: [Why not libm]
+A call to ``expf`` per element (or to ``llvm.exp``, which the backend
+scalarises into ``expf`` calls) keeps the loop scalar: ~2.4 ns per element for
+exp and ~15 for tanh (notes/llvmlite.md §4). Each function here is a straight
+line of IR: range reduction, a minimax polynomial evaluated with ``llvm.fma``,
+reconstruction by integer bit manipulation, and ``select`` for special values.
+Nothing branches, calls or reads memory, so LLVM's loop vectoriser turns the
+kernel loop into zmm/ymm code. No fast-math flags are used: every operation is
+IEEE, and the error bounds below do not depend on what LLVM chooses to do.
+
+Accuracy (measured by tests/compiler/test_vmath.py against float64/longdouble
+references; "ulp" = distance in units in the last place from the correctly
+rounded result; see that file for the sweeps):
+
+========== ================= ===============================================
+function   f32               f64
+========== ================= ===============================================
+exp        <= 1 ulp          <= 1 ulp
+log        <= 1 ulp          <= 1 ulp
+expm1      <= 1 ulp          <= 1 ulp
+log1p      <= 1 ulp          <= 1 ulp
+tanh       <= 2 ulp          <= 2 ulp
+logistic   <= 2 ulp          <= 2 ulp
+sin, cos   <= 1 ulp, any x   libm (``llvm.sin``/``llvm.cos``, scalar)
+pow        <= 1 ulp          libm (``llvm.pow``, scalar)
+========== ================= ===============================================
+
+Special values follow C99 / numpy: exp overflows to inf and underflows through
+the denormals to 0 at the correctly rounded thresholds; log(0) = -inf,
+log(x < 0) = nan; log1p(-1) = -inf; expm1 and log1p keep -0 and are exact for
+tiny arguments; tanh and logistic saturate at +-1 and 0/1; sin/cos of +-inf
+are nan; pow follows C99 Annex F (pow(x, 0) = pow(1, y) = 1 even for nan,
+negative bases with integer exponents, signed zeros and infinities).
+
+The polynomial coefficients come from tools/fit_vmath.py (Remez exchange on
+the relative error of the whole function, rounded to the target precision).
+
+>>> import llvmlite.ir as ll
+>>> module = ll.Module()
+>>> fn = ll.Function(module, ll.FunctionType(ll.FloatType(), [ll.FloatType()]), "f")
+>>> b = ll.IRBuilder(fn.append_basic_block())
+>>> _ = b.ret(emit(b, "exp", [fn.args[0]]))
+>>> "call" in str(module) and "@expf" not in str(module)  # intrinsics only
+True
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+
+import llvmlite.ir as ll
+
+from compiler.codegen.intrinsics import call_intrinsic
+from compiler.codegen.llvm_types import F32, F64, I32, I64
+
+__all__ = ["exp", "log", "expm1", "log1p", "tanh", "logistic", "sin", "cos", "pow",
+           "VECTOR_FUNCTIONS", "has_vector_version", "emit"]
+
+
+# -- number formats ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Format:
+    """What the algorithms need to know about a float type."""
+
+    float_type: ll.Type
+    int_type: ll.Type          # an integer of the same width, for bit manipulation
+    mantissa_bits: int         # stored fraction bits (23 / 52)
+    bias: int                  # exponent bias (127 / 1023)
+    exp_lo: float              # exp(x) rounds to +0 for every x <= exp_lo
+    exp_hi: float              # exp(x) overflows to inf for every x >= exp_hi
+    expm1_lo: float            # expm1(x) rounds to -1 for every x <= expm1_lo
+    tanh_hi: float             # tanh(x) rounds to 1 for every x >= tanh_hi
+
+    @property
+    def width(self) -> int:
+        return self.int_type.width
+
+    def bits_of(self, value: float) -> int:
+        """The bit pattern of ``value`` rounded to this format."""
+        if self.width == 32:
+            return struct.unpack("<I", struct.pack("<f", value))[0]
+        return struct.unpack("<Q", struct.pack("<d", value))[0]
+
+
+_F32 = _Format(F32, I32, 23, 127, exp_lo=-104.0, exp_hi=89.0, expm1_lo=-20.0, tanh_hi=10.0)
+_F64 = _Format(F64, I64, 52, 1023, exp_lo=-746.0, exp_hi=710.0, expm1_lo=-40.0, tanh_hi=20.0)
+_FORMATS = {str(F32): _F32, str(F64): _F64}
+
+
+# -- polynomial coefficients (tools/fit_vmath.py) --------------------------------
+
+# e^r = 1 + r + r^2 q(r), |r| <= ln2/2: rel err 2^-28.3 (f32), 2^-57.9 (f64)
+_EXP_Q = {
+    32: (4.9999994e-01, 1.666652e-01, 4.16684e-02, 8.368856e-03, 1.3814309e-03),
+    64: (0.5000000000000011, 0.16666666666666408, 0.04166666666652802, 0.008333333333497029,
+         0.0013888888944274208, 0.0001984126950257506, 2.4801492359628222e-05,
+         2.7557588514126222e-06, 2.763053454120774e-07, 2.4999846682473404e-08),
+}
+# e^r - 1 = r + r^2 q(r), |r| <= ln2/2: rel err 2^-26.2 (f32), 2^-61.7 (f64)
+_EXPM1_Q = {
+    32: (4.9999997e-01, 1.6666542e-01, 4.1667204e-02, 8.366652e-03, 1.3882497e-03),
+    64: (0.5, 0.16666666666666677, 0.041666666666666505, 0.008333333333321506,
+         0.0013888888888963539, 0.00019841269886498322, 2.480158717100453e-05,
+         2.7557243780814548e-06, 2.755740330097561e-07, 2.5109203958361074e-08,
+         2.087532531930578e-09),
+}
+# log1p(f) = 2s + s R(s^2), s = f/(2+f), R(z) = z (c1 + c2 z + ...): rel err 2^-30.2 / 2^-59.5
+_LOG_R = {
+    32: (6.6666776e-01, 3.9977568e-01, 2.987107e-01),
+    64: (0.6666666666666734, 0.3999999999941602, 0.2857142874210216, 0.22222198601146237,
+         0.18183562942542703, 0.15314084196441077, 0.14795630154264144),
+}
+# tanh(x) = x + x^3 P(x^2), |x| <= 0.625: rel err 2^-32.6 / 2^-61.2
+_TANH_P = {
+    32: (-3.333333e-01, 1.3333206e-01, -5.3946763e-02, 2.1700703e-02, -8.177399e-03,
+         2.142962e-03),
+    64: (-0.33333333333333315, 0.13333333333329742, -0.05396825396605894, 0.021869488468716065,
+         -0.008863234312585695, 0.0035921139999236422, -0.001455725948283821,
+         0.0005894517996439876, -0.00023701173170268997, 9.155841400057165e-05,
+         -3.0187222348676313e-05, 6.042468986162678e-06),
+}
+_TANH_SMALL = 0.625  # below: the odd polynomial; above: 1 - 2 / (e^2|x| + 1)
+
+# f32 sin/cos evaluate in double on |r| <= pi/4: rel err 2^-37.5 / 2^-42.9
+_SIN_S = (-0.16666666640786662, 0.008333329303631664, -0.00019839311877899664,
+          2.718117876426997e-06)
+_COS_C = (0.04166666661947295, -0.001388888349850062, 2.4799459740524192e-05,
+          -2.7205720066322894e-07)
+
+# Bits of 2/pi after 26 zero bits (bit 0 = most significant bit of word 0): the
+# Payne-Hanek window of sin/cos (_reduce_pio2). Checked against mpmath in the tests.
+_TWO_OVER_PI_WORDS = (0x00000028, 0xBE60DB93, 0x91054A7F, 0x09D5F47D,
+                      0x4D377036, 0xD8A5664F, 0x10E4107F, 0x9458EAF7)
+_TWO_OVER_PI_PAD = 26
+
+
+# -- emission helpers ------------------------------------------------------------
+
+class _Emitter:
+    """An IRBuilder bound to one float format, with the few operations the
+    algorithms use (all of them vectorisable)."""
+
+    def __init__(self, b: ll.IRBuilder, type_: ll.Type):
+        self.b = b
+        self.fmt = _FORMATS[str(type_)]
+        self.t = self.fmt.float_type
+        self.it = self.fmt.int_type
+
+    # constants
+    def c(self, value: float) -> ll.Constant:
+        return ll.Constant(self.t, value)
+
+    def i(self, value: int) -> ll.Constant:
+        bits = self.fmt.width
+        return ll.Constant(self.it, (int(value) + (1 << bits)) % (1 << bits) if value < 0 else int(value))
+
+    # float arithmetic (IEEE, no fast-math flags)
+    def add(self, x, y): return self.b.fadd(x, y)
+    def sub(self, x, y): return self.b.fsub(x, y)
+    def mul(self, x, y): return self.b.fmul(x, y)
+    def div(self, x, y): return self.b.fdiv(x, y)
+    def neg(self, x): return self.b.fneg(x)
+    def fma(self, x, y, z): return call_intrinsic(self.b, "llvm.fma", [x, y, z])
+    def rint(self, x): return call_intrinsic(self.b, "llvm.rint", [x])
+    def abs(self, x): return call_intrinsic(self.b, "llvm.fabs", [x])
+    def copysign(self, x, sign): return call_intrinsic(self.b, "llvm.copysign", [x, sign])
+    def max(self, x, y): return call_intrinsic(self.b, "llvm.maxnum", [x, y])  # nan -> other
+    def min(self, x, y): return call_intrinsic(self.b, "llvm.minnum", [x, y])
+
+    def clamp(self, x, lo: float, hi: float):
+        """``x`` limited to [lo, hi]; nan becomes lo (callers select nan back)."""
+        return self.min(self.max(x, self.c(lo)), self.c(hi))
+
+    def horner(self, t, coefficients) -> ll.Value:
+        """c0 + c1 t + c2 t^2 + ..., one fma per coefficient."""
+        acc = self.c(coefficients[-1])
+        for c in reversed(coefficients[:-1]):
+            acc = self.fma(acc, t, self.c(c))
+        return acc
+
+    # comparisons and selection
+    def lt(self, x, y): return self.b.fcmp_ordered("<", x, y)
+    def ge(self, x, y): return self.b.fcmp_ordered(">=", x, y)
+    def eq(self, x, y): return self.b.fcmp_ordered("==", x, y)
+    def isnan(self, x): return self.b.fcmp_unordered("uno", x, x)
+    def select(self, cond, x, y): return self.b.select(cond, x, y)
+
+    # bits
+    def bits(self, x): return self.b.bitcast(x, self.it)
+    def from_bits(self, n): return self.b.bitcast(n, self.t)
+    def to_int(self, x): return self.b.fptosi(x, self.it)
+    def to_float(self, n): return self.b.sitofp(n, self.t)
+
+    def pow2(self, n):
+        """2**n as a float, for an integer ``n`` in the normal exponent range."""
+        fmt = self.fmt
+        return self.from_bits(self.b.shl(self.b.add(n, self.i(fmt.bias)), self.i(fmt.mantissa_bits)))
+
+
+def _ln2(m: _Emitter) -> tuple[ll.Constant, ll.Constant]:
+    """ln 2 as hi + lo: hi rounded to the format, lo the rounded remainder."""
+    if m.fmt.width == 32:
+        hi = struct.unpack("<f", struct.pack("<f", math.log(2)))[0]
+        return m.c(hi), m.c(math.log(2) - hi)  # the remainder is exact in double
+    return m.c(math.log(2)), m.c(_LN2_LO_F64)
+
+
+# ln 2 - double(ln 2), from the 60-digit value 0.69314718055994530941723212145817656807...
+_LN2_LO_F64 = 2.3190468138462996e-17
+
+
+# -- exp family ------------------------------------------------------------------
+
+def _exp_reduce(m: _Emitter, x):
+    """(n, r) with x = n ln2 + r, |r| <= ln2/2 (+ rounding), n integral (as a float).
+
+    Cody-Waite with fma: n * ln2_hi is exact inside the fma and x - n ln2_hi is
+    exactly representable (both are multiples of ulp(ln2_hi) / 2 and |r| < 1/2),
+    so the only rounding is that of the second, small correction.
+    """
+    ln2_hi, ln2_lo = _ln2(m)
+    n = m.rint(m.mul(x, m.c(1 / math.log(2))))
+    r = m.fma(n, m.neg(ln2_hi), x)
+    r = m.fma(n, m.neg(ln2_lo), r)
+    return n, r
+
+
+def _exp_poly(m: _Emitter, r):
+    """e^r for |r| <= ln2/2: 1 + (r + r^2 q(r)); the final + 1 is the one big rounding."""
+    q = m.horner(r, _EXP_Q[m.fmt.width])
+    return m.add(m.fma(m.mul(r, r), q, r), m.c(1.0))
+
+
+def _scale(m: _Emitter, p, n):
+    """p * 2**n for integral float ``n`` in [-(2 bias + mantissa), 2 bias + 2].
+
+    2**n is applied as two factors 2**(n >> 1) and 2**(n - (n >> 1)), both
+    normal: p * 2**(n >> 1) is exact, and the second product rounds once, so
+    results in the denormal range are correctly rounded from p and overflow
+    gives inf exactly when the true product does.
+    """
+    k = m.to_int(n)
+    k1 = m.b.ashr(k, m.i(1))
+    k2 = m.b.sub(k, k1)
+    return m.mul(m.mul(p, m.pow2(k1)), m.pow2(k2))
+
+
+def _exp_finite(m: _Emitter, x):
+    """e^x for x already clamped to [exp_lo, exp_hi] (no nan)."""
+    n, r = _exp_reduce(m, x)
+    return _scale(m, _exp_poly(m, r), n)
+
+
+def exp(b: ll.IRBuilder, x: ll.Value) -> ll.Value:
+    """e**x (f32 or f64); see the module docstring for accuracy and special values."""
+    m = _Emitter(b, x.type)
+    y = _exp_finite(m, m.clamp(x, m.fmt.exp_lo, m.fmt.exp_hi))  # +-inf clamp to 0 / inf results
+    return m.select(m.isnan(x), x, y)
+
+
+def expm1(b: ll.IRBuilder, x: ll.Value) -> ll.Value:
+    """e**x - 1, accurate near 0 (relative error), -0 stays -0."""
+    m = _Emitter(b, x.type)
+    fmt = m.fmt
+    xc = m.clamp(x, fmt.expm1_lo, fmt.exp_hi)
+    n, r = _exp_reduce(m, xc)
+    p = m.fma(m.mul(r, r), m.horner(r, _EXPM1_Q[fmt.width]), r)  # e^r - 1
+    # e^x - 1 = 2^n p + (2^n - 1), one rounding in the fma; 2^n - 1 is exact
+    # while it matters (n <= mantissa + 1). 2^n itself overflows for
+    # n = bias + 1, so there the sum is formed at half scale and doubled.
+    k = m.to_int(n)
+    big = m.b.icmp_signed(">", k, m.i(fmt.bias))
+    scale = m.pow2(m.b.sub(k, m.b.zext(big, m.it)))
+    one = m.select(big, m.c(0.5), m.c(1.0))
+    y = m.fma(scale, p, m.sub(scale, one))
+    y = m.mul(y, m.select(big, m.c(2.0), m.c(1.0)))
+    y = m.select(m.eq(x, m.c(0.0)), x, y)  # keeps the sign of zero
+    return m.select(m.isnan(x), x, y)
+
+
+# -- log family ------------------------------------------------------------------
+
+def _log_split(m: _Emitter, x):
+    """(e, f) with x = 2^e (1 + f), 1 + f in [sqrt(2)/2, sqrt(2)), for positive normal x.
+
+    Subtracting the bits of sqrt(2)/2 makes the exponent field roll over at
+    sqrt(2)/2 instead of 1, so |f| <= sqrt(2) - 1 keeps the series short.
+    """
+    fmt = m.fmt
+    offset = m.i(fmt.bits_of(math.sqrt(0.5)))
+    ix = m.b.sub(m.bits(x), offset)
+    e = m.b.ashr(ix, m.i(fmt.mantissa_bits))
+    mantissa = m.b.add(m.b.and_(ix, m.i((1 << fmt.mantissa_bits) - 1)), offset)
+    f = m.sub(m.from_bits(mantissa), m.c(1.0))
+    return e, f
+
+
+def _log_combine(m: _Emitter, e, f, correction):
+    """e ln2 + log1p(f) + correction, with the small terms summed first.
+
+    log1p(f) = f - (f^2/2 - s (f^2/2 + R(s^2))) with s = f / (2 + f): f is exact,
+    f^2/2 is an accurate correction, and the division's error only reaches the
+    small term s * (...).
+    """
+    fmt = m.fmt
+    ln2_hi, ln2_lo = _ln2(m)
+    s = m.div(f, m.add(m.c(2.0), f))
+    z = m.mul(s, s)
+    big_r = m.mul(z, m.horner(z, _LOG_R[fmt.width]))
+    hfsq = m.mul(m.mul(m.c(0.5), f), f)
+    ef = m.to_float(e)
+    small = m.fma(ef, ln2_lo, correction)
+    tail = m.sub(f, m.sub(hfsq, m.fma(s, m.add(hfsq, big_r), small)))
+    return m.fma(ef, ln2_hi, tail)
+
+
+def log(b: ll.IRBuilder, x: ll.Value) -> ll.Value:
+    """Natural logarithm; log(0) = -inf, log(x < 0) = nan, log(inf) = inf."""
+    m = _Emitter(b, x.type)
+    fmt = m.fmt
+    zero = m.c(0.0)
+    # Denormals: scale into the normal range first (exact), then undo in e.
+    shift = fmt.mantissa_bits + 1
+    denormal = m.lt(x, m.c(2.0 ** (1 - fmt.bias)))
+    xs = m.select(denormal, m.mul(x, m.c(2.0 ** shift)), x)
+    e, f = _log_split(m, xs)
+    e = m.b.add(e, m.select(denormal, m.i(-shift), m.i(0)))
+    y = _log_combine(m, e, f, zero)
+    y = m.select(m.eq(x, m.c(math.inf)), x, y)
+    y = m.select(m.eq(x, zero), m.c(-math.inf), y)
+    return m.select(m.b.fcmp_unordered("<", x, zero), m.c(math.nan), y)  # x < 0 or nan
+
+
+def log1p(b: ll.IRBuilder, x: ll.Value) -> ll.Value:
+    """log(1 + x), accurate near 0; log1p(-1) = -inf, nan below -1, -0 stays -0."""
+    m = _Emitter(b, x.type)
+    one = m.c(1.0)
+    u = m.add(one, x)
+    e, f = _log_split(m, u)
+    # log(1 + x) = log(u) + log(1 + c/u), c = (1 + x) - u the rounding error of u.
+    # Both forms below are exact in their range (Sterbenz): x - (u - 1) while
+    # u < 2 sqrt(2) (e <= 1), 1 - (u - x) above, where x >= 1.8.
+    c = m.select(m.b.icmp_signed(">=", e, m.i(2)), m.sub(one, m.sub(u, x)), m.sub(x, m.sub(u, one)))
+    y = _log_combine(m, e, f, m.div(c, u))
+    y = m.select(m.eq(x, m.c(math.inf)), x, y)
+    y = m.select(m.eq(x, m.c(0.0)), x, y)  # keeps the sign of zero
+    y = m.select(m.eq(x, m.c(-1.0)), m.c(-math.inf), y)
+    return m.select(m.b.fcmp_unordered("<", x, m.c(-1.0)), m.c(math.nan), y)  # x < -1 or nan
+
+
+# -- hyperbolic ------------------------------------------------------------------
+
+def tanh(b: ll.IRBuilder, x: ll.Value) -> ll.Value:
+    """Hyperbolic tangent: odd polynomial below 0.625, 1 - 2 / (e^2|x| + 1) above."""
+    m = _Emitter(b, x.type)
+    fmt = m.fmt
+    a = m.abs(x)
+    z = m.mul(a, a)
+    small = m.fma(m.mul(a, z), m.horner(z, _TANH_P[fmt.width]), a)
+    e2a = _exp_finite(m, m.add(m.min(a, m.c(fmt.tanh_hi)), m.min(a, m.c(fmt.tanh_hi))))
+    large = m.sub(m.c(1.0), m.div(m.c(2.0), m.add(e2a, m.c(1.0))))
+    y = m.select(m.ge(a, m.c(_TANH_SMALL)), large, small)  # nan takes the polynomial: nan
+    return m.copysign(y, x)  # odd; keeps -0
+
+
+def logistic(b: ll.IRBuilder, x: ll.Value) -> ll.Value:
+    """1 / (1 + e^-x): 1/(1+e) for x >= 0, e/(1+e) below, e = e^-|x| <= 1 (no overflow)."""
+    m = _Emitter(b, x.type)
+    e = exp(b, m.neg(m.abs(x)))  # nan stays nan
+    d = m.add(m.c(1.0), e)
+    return m.select(m.ge(x, m.c(0.0)), m.div(m.c(1.0), d), m.div(e, d))
+
+
+# -- trigonometric (f32, evaluated in double) --------------------------------------
+
+def _reduce_pio2(b: ll.IRBuilder, a: ll.Value) -> tuple[ll.Value, ll.Value]:
+    """(q, r) with a = (4k + q) pi/2 + r, |r| <= pi/4, q in 0..3 (i64), r a double.
+
+    Payne-Hanek, exact for every finite float32 a >= pi/4: a = M 2^(E-150) with
+    a 24-bit integer M, so a * 2/pi mod 4 only needs the 96 bits of 2/pi from
+    weight 2^(151-E) down; M times that window is a 120-bit fixed-point number
+    whose bits 94..95 are q and whose lower bits are the fraction. The window is
+    picked with selects and funnel shifts (no table load, no gather), and the
+    product is formed from three 32x32->64-bit multiplies.
+    """
+    bits = b.bitcast(a, I32)
+    biased = b.lshr(bits, ll.Constant(I32, 23))
+    mantissa = b.or_(b.and_(bits, ll.Constant(I32, 0x7FFFFF)), ll.Constant(I32, 0x800000))
+    # First window bit: stream index E - 2 + pad; 0 for a in [0.5, 1) (biased 126).
+    start = b.sub(biased, ll.Constant(I32, 152 - _TWO_OVER_PI_PAD))
+    start = b.select(b.icmp_signed("<", start, ll.Constant(I32, 0)), ll.Constant(I32, 0), start)
+    word = b.lshr(start, ll.Constant(I32, 5))     # 0..4 for finite a
+    shift = b.and_(start, ll.Constant(I32, 31))
+    is_word = [b.icmp_unsigned("==", word, ll.Constant(I32, k)) for k in range(1, 5)]
+
+    def stream_word(j: int) -> ll.Value:
+        value = ll.Constant(I32, _TWO_OVER_PI_WORDS[j])
+        for k, hit in enumerate(is_word, start=1):
+            value = b.select(hit, ll.Constant(I32, _TWO_OVER_PI_WORDS[k + j]), value)
+        return value
+
+    words = [stream_word(j) for j in range(4)]
+    window = [call_intrinsic(b, "llvm.fshl", [words[j], words[j + 1], shift]) for j in range(3)]
+    m64 = b.zext(mantissa, I64)
+    p2, p1, p0 = (b.mul(m64, b.zext(w, I64)) for w in window)
+    # P = M * window; top = P >> 32 modulo 2^64 (higher bits are multiples of 4).
+    top = b.add(b.add(b.shl(p2, ll.Constant(I64, 32)), p1), b.lshr(p0, ll.Constant(I64, 32)))
+    top = b.add(top, ll.Constant(I64, 1 << 61))  # round to the nearest quadrant
+    q = b.lshr(top, ll.Constant(I64, 62))
+    fraction = b.sub(b.and_(top, ll.Constant(I64, (1 << 62) - 1)), ll.Constant(I64, 1 << 61))
+    r = b.fmul(b.sitofp(fraction, F64), ll.Constant(F64, math.pi / 2 * 2.0 ** -62))
+    return q, r
+
+
+def _sincos(b: ll.IRBuilder, x: ll.Value, cosine: bool) -> ll.Value:
+    m = _Emitter(b, F64)
+    a = call_intrinsic(b, "llvm.fabs", [x])
+    q, r = _reduce_pio2(b, a)
+    small = b.fcmp_ordered("<", a, ll.Constant(F32, math.pi / 4))
+    r = b.select(small, b.fpext(a, F64), r)
+    q = b.select(small, ll.Constant(I64, 0), q)
+    if cosine:
+        q = b.add(q, ll.Constant(I64, 1))  # cos(a) = sin(a + pi/2)
+    z = m.mul(r, r)
+    sin_r = m.fma(m.mul(r, z), m.horner(z, _SIN_S), r)
+    cos_r = m.fma(m.mul(z, z), m.horner(z, _COS_C), m.fma(z, m.c(-0.5), m.c(1.0)))
+    odd = b.trunc(q, ll.IntType(1))
+    negative = b.icmp_unsigned("!=", b.and_(q, ll.Constant(I64, 2)), ll.Constant(I64, 0))
+    y = b.select(odd, cos_r, sin_r)
+    y = b.select(negative, b.fneg(y), y)
+    if not cosine:  # sin is odd: sin(x) = -sin(|x|) for negative x, and -0 stays -0
+        sign = b.icmp_signed("<", b.bitcast(x, I32), ll.Constant(I32, 0))
+        y = b.select(sign, b.fneg(y), y)
+    result = b.fptrunc(y, F32)
+    finite = b.fcmp_ordered("<", a, ll.Constant(F32, math.inf))
+    return b.select(finite, result, ll.Constant(F32, math.nan))  # sin/cos(+-inf, nan) = nan
+
+
+def sin(b: ll.IRBuilder, x: ll.Value) -> ll.Value:
+    """Sine of a float32, any finite argument (exact reduction), result <= 1 ulp."""
+    return _sincos(b, x, cosine=False)
+
+
+def cos(b: ll.IRBuilder, x: ll.Value) -> ll.Value:
+    """Cosine of a float32, any finite argument (exact reduction), result <= 1 ulp."""
+    return _sincos(b, x, cosine=True)
+
+
+# -- pow (f32, evaluated in double) ------------------------------------------------
+
+def pow(b: ll.IRBuilder, x: ll.Value, y: ll.Value) -> ll.Value:
+    """x**y for float32 as exp(y log|x|) in double (error ~2^-45 before the
+    final rounding), with the sign and special cases of C99 powf."""
+    m = _Emitter(b, F32)
+    a = b.fpext(m.abs(x), F64)
+    t = b.fmul(b.fpext(y, F64), log(b, a))
+    v = b.fptrunc(exp(b, t), F32)
+    # y integral (+-inf count as even integers), and odd: |y| < 2^24 and low bit set.
+    integral = m.eq(m.rint(y), y)
+    representable = m.lt(m.abs(y), m.c(2.0 ** 24))
+    safe_y = m.select(representable, y, m.c(0.0))
+    low_bit = b.trunc(b.fptosi(safe_y, I32), ll.IntType(1))
+    odd = b.and_(b.and_(integral, representable), low_bit)
+    negative_base = b.icmp_signed("<", m.bits(x), ll.Constant(I32, 0))  # sign bit, also -0
+    v = m.select(b.and_(negative_base, odd), m.neg(v), v)
+    finite_negative = b.and_(m.lt(x, m.c(0.0)), b.fcmp_ordered(">", x, m.c(-math.inf)))
+    v = m.select(b.and_(finite_negative, b.not_(integral)), m.c(math.nan), v)
+    one = m.c(1.0)
+    unit = b.or_(b.or_(m.eq(y, m.c(0.0)), m.eq(x, one)),
+                 b.and_(m.eq(x, m.c(-1.0)), m.eq(m.abs(y), m.c(math.inf))))
+    return m.select(unit, one, v)
+
+
+# -- dispatch ----------------------------------------------------------------------
+
+# op name -> (emitter over operand values, dtypes it covers). The others keep libm.
+VECTOR_FUNCTIONS = {
+    "exp": (lambda b, xs: exp(b, *xs), ("f32", "f64")),
+    "log": (lambda b, xs: log(b, *xs), ("f32", "f64")),
+    "expm1": (lambda b, xs: expm1(b, *xs), ("f32", "f64")),
+    "log1p": (lambda b, xs: log1p(b, *xs), ("f32", "f64")),
+    "tanh": (lambda b, xs: tanh(b, *xs), ("f32", "f64")),
+    "logistic": (lambda b, xs: logistic(b, *xs), ("f32", "f64")),
+    "sin": (lambda b, xs: sin(b, *xs), ("f32",)),
+    "cos": (lambda b, xs: cos(b, *xs), ("f32",)),
+    "pow": (lambda b, xs: pow(b, *xs), ("f32",)),
+}
+
+_TYPE_NAMES = {str(F32): "f32", str(F64): "f64"}
+
+
+def has_vector_version(op: str, type_: ll.Type) -> bool:
+    """Whether ``op`` on register type ``type_`` is emitted by this module."""
+    entry = VECTOR_FUNCTIONS.get(op)
+    return entry is not None and _TYPE_NAMES.get(str(type_)) in entry[1]
+
+
+def emit(b: ll.IRBuilder, op: str, operands: list) -> ll.Value:
+    """Emit the vector-friendly ``op`` over scalar operand values."""
+    return VECTOR_FUNCTIONS[op][0](b, operands)
