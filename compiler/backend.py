@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import pathlib
+from typing import Mapping
+
 import runtime
 from ir.core import Function
+from ir.printer import print_function
+from compiler import flags
 from compiler.codegen import lower
 
 try:  # ir/verify.py is being written concurrently; lower() re-checks types regardless
@@ -14,17 +21,43 @@ except ImportError:  # pragma: no cover - until ir.verify lands
 __all__ = ["compile_function"]
 
 
-def compile_function(fn: Function) -> runtime.Executable:
+def compile_function(fn: Function, *, donated: Mapping[int, int] | None = None,
+                     cache: runtime.CompileCache | None = None) -> runtime.Executable:
     """Verify ``fn``, lower it to LLVM IR and JIT-compile it for the host CPU.
 
     Raises ``ir.VerifyError`` (or ``LoweringError``) for IR that must not be
-    lowered; nothing is compiled from it.
+    lowered; nothing is compiled from it. ``donated`` maps result indices to
+    parameter indices whose buffers receive those results (codegen/donation.py).
+    The persistent compile cache (``cache``, default: ``XLAC_CACHE_DIR`` or the
+    user's cache folder) is consulted with the IR text before any LLVM IR is
+    built; a hit links stored object code and skips LLVM.
     """
     if _verify is not None:
         _verify(fn)
-    program = lower(fn)
-    return runtime.load_program(
-        program.llvm_ir, name=fn.name, param_types=program.param_types,
-        result_types=program.result_types, arena_bytes=program.arena_bytes,
-        entry=program.entry,
+    donated = dict(donated or {})
+    text = print_function(fn, show_locs=False)
+    if donated:
+        text += f"\ndonated {sorted(donated.items())}\n"
+    if cache is None:
+        cache = runtime.CompileCache(flags.get("cache_dir"))
+    return runtime.load_cached(
+        text, lambda: lower(fn, donated=donated), name=fn.name, salt=codegen_salt(),
+        cache=cache, donated=sorted(donated.items()),
     )
+
+
+def codegen_salt() -> str:
+    """What, besides the IR text, decides the generated code: the code generator's
+    sources, the knobs it reads, and the cores a default thread count comes from."""
+    knobs = {name: flags.get(name) for name in flags.FLAGS if name not in flags.NOT_IN_CACHE_KEY}
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from compiler import __version__
+
+    return f"xla-py {__version__} {_codegen_sources()} cores={cores} knobs={sorted(knobs.items())}"
+
+
+@functools.cache
+def _codegen_sources() -> str:
+    here = pathlib.Path(__file__).resolve().parent
+    return runtime.cache.source_fingerprint([here / "codegen", here / "backend.py",
+                                             here / "flags.py"])

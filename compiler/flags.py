@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from runtime.cache import CACHE_DIR_ENV
+
 __all__ = ["Flag", "FLAGS", "get"]
 
 
@@ -39,6 +41,15 @@ _define("verify_passes", "XLAC_VERIFY", None,
 _define("num_threads", "XLAC_NUM_THREADS", None,
         "threads for large kernels (GEMM); default: the cores this process may use; "
         "read when a program is compiled")
+_define("scalar_libm", "XLAC_SCALAR_LIBM", None,
+        "1: transcendentals call scalar libm per element instead of the vector code of "
+        "codegen/vmath.py (the baseline of benchmarks/transcendentals.py); read when lowering")
+_define("cache_dir", CACHE_DIR_ENV, None,
+        "folder of the persistent compile cache (default $XDG_CACHE_HOME/xla-py or "
+        "~/.cache/xla-py); 'off' disables it")
+
+# Knobs that never change the generated code, so they stay out of compile-cache keys.
+NOT_IN_CACHE_KEY = frozenset({"dump_dir", "verify_passes", "cache_dir"})
 
 FLAGS = dict(_DEFINED)
 

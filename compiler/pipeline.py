@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+import runtime
 from compiler import flags
 from compiler.passes import (eliminate_common_subexpressions, eliminate_dead_code,
                              fold_constants, simplify)
@@ -74,8 +75,14 @@ def optimize(fn: Function, *, verify_each: bool | None = None, dump=None,
     return fn
 
 
-def compile_function(fn: Function, *, dump_dir: str | None = None, verify_each: bool | None = None):
-    """Optimise and lower ``fn``; returns a ``runtime.Executable``."""
+def compile_function(fn: Function, *, dump_dir: str | None = None, verify_each: bool | None = None,
+                     donated: dict[int, int] | None = None, cache_dir: str | None = None):
+    """Optimise and lower ``fn``; returns a ``runtime.Executable``.
+
+    ``donated`` maps result indices to the parameters whose buffers receive them;
+    ``cache_dir`` overrides the persistent compile cache's folder (``"off"``
+    disables it; default ``XLAC_CACHE_DIR`` or the user's cache folder).
+    """
     from compiler.backend import compile_function as lower_and_load
     from compiler.dump import Dump
 
@@ -84,7 +91,8 @@ def compile_function(fn: Function, *, dump_dir: str | None = None, verify_each: 
     records: list[PassRecord] = []
     optimized = optimize(fn, verify_each=verify_each, dump=dump, records=records)
     start = time.perf_counter()
-    exe = lower_and_load(optimized)
+    cache = runtime.CompileCache(flags.get("cache_dir", cache_dir))
+    exe = lower_and_load(optimized, donated=donated, cache=cache)
     records.append(PassRecord("lower_and_load", time.perf_counter() - start, len(optimized.eqns),
                               len(optimized.eqns)))
     if dump is not None:
@@ -100,12 +108,14 @@ def structural_key(fn: Function) -> str:
 _CACHE: dict[str, object] = {}
 
 
-def compile_cached(fn: Function):
-    """``compile_function`` memoised by the structure of ``fn``."""
+def compile_cached(fn: Function, donated: dict[int, int] | None = None):
+    """``compile_function`` memoised by the structure of ``fn`` (and the donations)."""
     key = structural_key(fn)
+    if donated:
+        key += f"\ndonated {sorted(donated.items())}"
     exe = _CACHE.get(key)
     if exe is None:
-        exe = _CACHE[key] = compile_function(fn)
+        exe = _CACHE[key] = compile_function(fn, donated=donated)
     return exe
 
 

@@ -1,13 +1,23 @@
-"""Turn LLVM IR text of a program into a callable ``Executable``."""
+"""Turn LLVM IR text of a program into a callable ``Executable``, through the
+disk cache when the caller can name the program before building its LLVM IR.
+
+``load_program`` compiles and links (LLVM's O3 pipeline and code generation);
+``load_cached`` first looks the program up in the compile cache
+(runtime/cache.py) and links the stored object code on a hit, so a second
+process skips LLVM entirely; ``compile_program`` and ``link_program`` are the
+two halves.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import llvmlite.binding as llvm
 
 from ir.dtypes import TensorType
+from runtime.cache import CompileCache, ProgramInfo, environment as cache_environment
 from runtime.errors import JitError
 from runtime.executable import Executable
 from runtime.jit import jit_engine
@@ -15,7 +25,7 @@ from runtime.llvm_module import optimize_module, parse_module
 from runtime.pyabi import numpy_data_offset, wrapper_llvm_ir, wrapper_name
 from runtime.target import host_target_machine
 
-__all__ = ["load_program"]
+__all__ = ["load_program", "load_cached", "compile_program", "link_program", "CompiledProgram"]
 
 
 def _check_externals(module: llvm.ModuleRef, name: str) -> None:
@@ -33,15 +43,31 @@ def _check_externals(module: llvm.ModuleRef, name: str) -> None:
         )
 
 
-def load_program(llvm_ir: str, *, name: str, param_types: Sequence[TensorType],
-                 result_types: Sequence[TensorType], arena_bytes: int,
-                 entry: str = "entry") -> Executable:
-    """Verify, optimise (O3, host CPU) and JIT-link one module; returns its Executable.
+@dataclass(frozen=True)
+class CompiledProgram:
+    """Object code for the host and what calling it needs."""
 
-    ``llvm_ir`` must define ``void @<entry>(ptr table)`` following the calling
-    convention of runtime/executable.py for the given parameter and result
-    types and arena size. Raises ``JitError`` if LLVM rejects the module.
-    """
+    object_code: bytes
+    info: ProgramInfo
+    optimized_llvm_ir: str
+    seconds: dict[str, float]
+
+
+def _overlap_checks(param_types, donated) -> list[tuple[int, int, int, int]]:
+    """(i, k, bytes_i, bytes_k) for each donated parameter i and every other k."""
+    checks = []
+    for _, i in donated:
+        for k, other in enumerate(param_types):
+            if k != i and param_types[i].nbytes and other.nbytes:
+                checks.append((i, k, param_types[i].nbytes, other.nbytes))
+    return checks
+
+
+def compile_program(llvm_ir: str, *, name: str, param_types: Sequence[TensorType],
+                    result_types: Sequence[TensorType], arena_bytes: int,
+                    entry: str = "entry", donated: Sequence[tuple[int, int]] = ()
+                    ) -> CompiledProgram:
+    """Verify, optimise (O3, host CPU) and compile one module to object code."""
     times = {}
     start = time.perf_counter()
     tm = host_target_machine()
@@ -49,7 +75,8 @@ def load_program(llvm_ir: str, *, name: str, param_types: Sequence[TensorType],
     num_arrays = len(param_types) + len(result_types)
     text = llvm_ir
     if offset is not None:
-        text += "\n" + wrapper_llvm_ir(entry, num_arrays, offset)
+        checks = _overlap_checks(tuple(param_types), donated)
+        text += "\n" + wrapper_llvm_ir(entry, num_arrays, offset, checks)
     module = parse_module(text, tm, name=name)
     times["parse"] = time.perf_counter() - start
     optimize_module(module, tm)
@@ -58,12 +85,90 @@ def load_program(llvm_ir: str, *, name: str, param_types: Sequence[TensorType],
     times["optimize"] = time.perf_counter() - start - sum(times.values())
     object_code = tm.emit_object(module)
     times["codegen"] = time.perf_counter() - start - sum(times.values())
-    call_symbol = wrapper_name(entry) if offset is not None else entry
-    library = jit_engine().add_object(object_code, [entry, call_symbol], name_hint=name)
-    times["link"] = time.perf_counter() - start - sum(times.values())
-    return Executable(
-        name=name, param_types=param_types, result_types=result_types,
-        arena_bytes=arena_bytes, entry=entry, llvm_ir=llvm_ir, optimized_llvm_ir=optimized,
-        library=library, call_symbol=call_symbol, takes_objects=offset is not None,
-        compile_seconds=times,
+    info = ProgramInfo(
+        name=name, entry=entry,
+        call_symbol=wrapper_name(entry) if offset is not None else entry,
+        param_types=tuple(param_types), result_types=tuple(result_types),
+        arena_bytes=int(arena_bytes), takes_objects=offset is not None,
+        donated=tuple((int(j), int(i)) for j, i in donated),
     )
+    return CompiledProgram(object_code, info, optimized, times)
+
+
+def link_program(object_code: bytes, info: ProgramInfo, *, llvm_ir: str | Callable[[], str],
+                 optimized_llvm_ir: str | None = None,
+                 compile_seconds: dict[str, float] | None = None) -> Executable:
+    """Link object code into the process's JIT and wrap it in an Executable.
+
+    ``llvm_ir`` may be a function that regenerates the text on first access
+    (for programs loaded from the cache, whose LLVM IR was never built).
+    """
+    start = time.perf_counter()
+    library = jit_engine().add_object(object_code, [info.entry, info.call_symbol],
+                                      name_hint=info.name)
+    seconds = dict(compile_seconds or {})
+    seconds["link"] = time.perf_counter() - start
+    return Executable(
+        name=info.name, param_types=info.param_types, result_types=info.result_types,
+        arena_bytes=info.arena_bytes, entry=info.entry, llvm_ir=llvm_ir,
+        optimized_llvm_ir=optimized_llvm_ir, library=library, call_symbol=info.call_symbol,
+        takes_objects=info.takes_objects, compile_seconds=seconds, donated=info.donated,
+    )
+
+
+def load_program(llvm_ir: str, *, name: str, param_types: Sequence[TensorType],
+                 result_types: Sequence[TensorType], arena_bytes: int,
+                 entry: str = "entry", donated: Sequence[tuple[int, int]] = ()) -> Executable:
+    """Verify, optimise (O3, host CPU) and JIT-link one module; returns its Executable.
+
+    ``llvm_ir`` must define ``void @<entry>(ptr table)`` following the calling
+    convention of runtime/executable.py for the given parameter and result
+    types and arena size (and write result ``j`` into parameter ``i``'s buffer
+    for each donated pair ``(j, i)``). Raises ``JitError`` if LLVM rejects the
+    module.
+    """
+    compiled = compile_program(llvm_ir, name=name, param_types=param_types,
+                               result_types=result_types, arena_bytes=arena_bytes,
+                               entry=entry, donated=donated)
+    return link_program(compiled.object_code, compiled.info, llvm_ir=llvm_ir,
+                        optimized_llvm_ir=compiled.optimized_llvm_ir,
+                        compile_seconds=compiled.seconds)
+
+
+def load_cached(program_text: str, build: Callable[[], object], *, name: str,
+                salt: str = "", cache: CompileCache | None = None,
+                donated: Sequence[tuple[int, int]] = ()) -> Executable:
+    """The program named by ``program_text``, from the disk cache or compiled.
+
+    ``program_text`` must determine the generated code together with ``salt``
+    (see [What a cache key covers] in runtime/cache.py). ``build()`` is called
+    only on a miss (or when the LLVM IR is asked for later) and returns an
+    object with ``llvm_ir``, ``entry``, ``param_types``, ``result_types`` and
+    ``arena_bytes`` (e.g. ``compiler.codegen.LoweredProgram``).
+    """
+    cache = CompileCache() if cache is None else cache
+    offset = numpy_data_offset()
+    start = time.perf_counter()
+    key = environment = None
+    if cache.enabled:
+        environment = cache_environment(salt, offset)
+        key = cache.key(program_text, environment)
+        found = cache.load(key, program=name, environment=environment)
+        if found is not None:
+            object_code, info = found
+            lookup = time.perf_counter() - start
+            try:
+                return link_program(object_code, info, llvm_ir=lambda: build().llvm_ir,
+                                    compile_seconds={"cache_load": lookup})
+            except JitError as error:
+                cache.note_unusable(key, name, str(error))
+    program = build()
+    compiled = compile_program(program.llvm_ir, name=name, param_types=program.param_types,
+                               result_types=program.result_types,
+                               arena_bytes=program.arena_bytes, entry=program.entry,
+                               donated=donated)
+    if key is not None:
+        cache.store(key, compiled.object_code, compiled.info, environment=environment)
+    return link_program(compiled.object_code, compiled.info, llvm_ir=program.llvm_ir,
+                        optimized_llvm_ir=compiled.optimized_llvm_ir,
+                        compile_seconds=compiled.seconds)

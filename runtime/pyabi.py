@@ -9,10 +9,11 @@ function to each module, ``<entry>_py(objs)``: ``objs`` holds the *addresses of
 the numpy array objects* (CPython's ``id``) and the wrapper reads each data
 pointer at a fixed offset inside the array object (numpy's ``PyArrayObject``
 stores ``char *data`` right after the object header), then calls the entry
-point. ``numpy_data_offset`` finds that offset by probing live arrays and
-returns None when the probe fails (another Python implementation, an unusual
-build); the runtime then fills the pointer table in Python instead, slower but
-equally correct. The caller must keep every array referenced during the call.
+point and returns a status (nonzero: donated buffers overlap, see
+``wrapper_llvm_ir``). ``numpy_data_offset`` finds that offset by probing live
+arrays and returns None when the probe fails (another Python implementation,
+an unusual build); the runtime then fills the pointer table in Python
+instead, slower but equally correct. The caller must keep every array referenced during the call.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from __future__ import annotations
 import ctypes
 import functools
 import sys
+from typing import Sequence
 
 import numpy as np
 
-__all__ = ["numpy_data_offset", "data_pointer", "wrapper_llvm_ir", "wrapper_name"]
+__all__ = ["numpy_data_offset", "data_pointer", "wrapper_llvm_ir", "wrapper_name",
+           "overlap_code", "decode_overlap"]
 
 
 def data_pointer(array: np.ndarray) -> int:
@@ -51,16 +54,22 @@ def wrapper_name(entry: str) -> str:
     return f"{entry}_py"
 
 
-def wrapper_llvm_ir(entry: str, num_arrays: int, data_offset: int) -> str:
-    """LLVM IR of ``void <entry>_py(ptr objs)``.
+def wrapper_llvm_ir(entry: str, num_arrays: int, data_offset: int,
+                    overlap_checks: Sequence[tuple[int, int, int, int]] = ()) -> str:
+    """LLVM IR of ``i32 <entry>_py(ptr objs)``.
 
     ``objs[0:num_arrays]`` are addresses of numpy array objects and
     ``objs[num_arrays]`` is the raw arena pointer; the wrapper builds the data
-    pointer table on its stack and calls ``entry(table)``.
+    pointer table on its stack and calls ``entry(table)``, returning 0.
+
+    ``overlap_checks`` holds ``(i, k, bytes_i, bytes_k)``: before calling the
+    entry, the wrapper returns ``overlap_code(i, k, num_arrays)`` (nonzero) if
+    the buffers of arrays ``i`` and ``k`` overlap. Donation uses it: a donated
+    parameter's buffer receives a result, so no other argument may share it.
     """
     slots = num_arrays + 1
     lines = [
-        f'define void @"{wrapper_name(entry)}"(ptr noalias %objs) nounwind {{',
+        f'define i32 @"{wrapper_name(entry)}"(ptr noalias %objs) nounwind {{',
         f"  %table = alloca [{slots} x ptr], align 8",
     ]
     for i in range(num_arrays):
@@ -78,8 +87,36 @@ def wrapper_llvm_ir(entry: str, num_arrays: int, data_offset: int) -> str:
         f"  %arena = load ptr, ptr %op{n}, align 8",
         f"  %t{n} = getelementptr inbounds ptr, ptr %table, i64 {n}",
         f"  store ptr %arena, ptr %t{n}, align 8",
+    ]
+    for c, (i, k, bytes_i, bytes_k) in enumerate(overlap_checks):
+        # [a_i, a_i + bytes_i) and [a_k, a_k + bytes_k) overlap iff each starts
+        # before the other ends.
+        lines += [
+            f"  %a{c}.i = ptrtoint ptr %d{i} to i64",
+            f"  %a{c}.k = ptrtoint ptr %d{k} to i64",
+            f"  %e{c}.i = add i64 %a{c}.i, {bytes_i}",
+            f"  %e{c}.k = add i64 %a{c}.k, {bytes_k}",
+            f"  %b{c}.i = icmp ult i64 %a{c}.i, %e{c}.k",
+            f"  %b{c}.k = icmp ult i64 %a{c}.k, %e{c}.i",
+            f"  %overlap{c} = and i1 %b{c}.i, %b{c}.k",
+            f"  br i1 %overlap{c}, label %fail{c}, label %ok{c}",
+            f"fail{c}:",
+            f"  ret i32 {overlap_code(i, k, num_arrays)}",
+            f"ok{c}:",
+        ]
+    lines += [
         f'  call void @"{entry}"(ptr %table)',
-        "  ret void",
+        "  ret i32 0",
         "}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def overlap_code(i: int, k: int, num_arrays: int) -> int:
+    """The wrapper's status when arrays ``i`` and ``k`` overlap (never 0)."""
+    return 1 + i * num_arrays + k
+
+
+def decode_overlap(code: int, num_arrays: int) -> tuple[int, int]:
+    """``(i, k)`` from a nonzero status of the wrapper."""
+    return divmod(code - 1, num_arrays)

@@ -13,12 +13,14 @@ arena, then copies repeated results. The module also defines
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 import llvmlite.ir as ll
 
 from ir.core import Function
 from ir.dtypes import TensorType
 from compiler.codegen.check import checked_equations
+from compiler.codegen.donation import place_donated_results
 from compiler.codegen.kernels import emit_kernel, scratch_bytes
 from compiler.codegen.llvm_types import I1, I64, PTR, VOID, index_constant
 from compiler.codegen.memory import MemoryPlan, plan_memory
@@ -43,10 +45,16 @@ def lower_function(fn: Function, *, entry: str = "entry") -> str:
     return lower(fn, entry=entry).llvm_ir
 
 
-def lower(fn: Function, *, entry: str = "entry") -> LoweredProgram:
-    """Lower ``fn`` (checked first: see check.py) to a ``LoweredProgram``."""
+def lower(fn: Function, *, entry: str = "entry",
+          donated: Mapping[int, int] | None = None) -> LoweredProgram:
+    """Lower ``fn`` (checked first: see check.py) to a ``LoweredProgram``.
+
+    ``donated`` maps result indices to parameter indices whose buffers the
+    runtime passes as those results' buffers (see codegen/donation.py).
+    """
     eqns = checked_equations(fn)
     fn = Function(fn.name, list(fn.params), eqns, list(fn.outputs))
+    fn, unchanged = place_donated_results(fn, dict(donated or {}))
     plan = plan_memory(fn, scratch_bytes)
     module = ll.Module(name=fn.name)
 
@@ -68,7 +76,7 @@ def lower(fn: Function, *, entry: str = "entry") -> LoweredProgram:
         b.call(kernel, args)
 
     for value, j in plan.copies:
-        if value.type.nbytes:
+        if value.type.nbytes and j not in unchanged:  # a donated parameter returned as is
             _memcpy(b, pointers.result(j), pointers.of(value), value.type.nbytes)
     b.ret_void()
 

@@ -1,0 +1,131 @@
+"""Donated parameters: results written into their parameters' buffers.
+
+``jit(step, donate_argnums=...)`` pairs results with parameters of the same
+type, ``donated = {result index j: parameter index i}``; the runtime then
+points result ``j``'s table slot at parameter ``i``'s buffer
+(runtime/executable.py, [Donated parameters]). ``place_donated_results``
+rewrites a function so that this is correct, and says which pairs need no
+work at all.
+
+NOTE: [When a result may be computed in place]
+The memory plan (memory.py) puts a result straight into its table slot, so
+for a donated result that slot *is* the parameter's buffer, and the kernel
+producing the result overwrites the parameter while the program runs. That is
+correct only if nothing needs the old values afterwards:
+
+1. the producer is the last equation reading the parameter (in program
+   order), and no result is the parameter itself;
+2. the producer reads the parameter only at the index it writes: an
+   elementwise op (all operands have the result's shape), or a single-output
+   fusion whose body reaches the parameter only through elementwise ops of
+   the result's shape. A kernel then loads every operand element it needs for
+   ``out[k]`` before it stores ``out[k]`` and never touches ``in[k]`` again,
+   which is what makes the shared buffer safe even though kernels take their
+   pointers ``noalias`` (the store depends on the loads, so no reordering can
+   put it before them, and other lanes and iterations touch other elements).
+
+The SGD/Adam update ``p - lr * step`` at the end of a training step is such a
+producer, so a training step updates its parameters with no copy. Any other
+donated result is computed into the arena as usual and copied into the
+parameter's buffer by a final equation, after every read of any parameter.
+A result that *is* a donated parameter whose buffer another result
+overwrites reads a snapshot taken by a copy at the very start.
+
+The copies are ``reshape`` equations to the same shape (an elementwise copy
+loop); no new primitive is needed.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from ir.core import Eqn, Function, Value
+from ir.ops import infer_types
+from compiler.codegen.scalar_ops import ELEMENTWISE_EMITTERS
+
+__all__ = ["place_donated_results", "reads_in_place"]
+
+
+def place_donated_results(fn: Function, donated: Mapping[int, int]) -> tuple[Function, set[int]]:
+    """``(fn', unchanged)``: ``fn'`` computes the same results, each donated one in a
+    way that may be written into its parameter's buffer; ``unchanged`` holds the
+    donated results that *are* their parameter (nothing to compute or copy).
+    """
+    if not donated:
+        return fn, set()
+    params, outputs = fn.params, list(fn.outputs)
+    for j, i in donated.items():
+        if outputs[j].type != params[i].type:
+            raise ValueError(f"result {j} ({outputs[j].type}) cannot be written into "
+                             f"parameter {i} ({params[i].type})")
+    unchanged = {j for j, i in donated.items() if outputs[j] is params[i]}
+    overwritten = {params[i] for j, i in donated.items() if j not in unchanged}
+
+    prologue: list[Eqn] = []
+    epilogue: list[Eqn] = []
+    snapshots: dict[Value, Value] = {}
+
+    def snapshot(param: Value) -> Value:
+        if param not in snapshots:
+            snapshots[param] = _copy(param, prologue)
+        return snapshots[param]
+
+    # A result that is an overwritten parameter reads a copy taken before anything ran.
+    for j, value in enumerate(outputs):
+        if value in overwritten and j not in unchanged:
+            saved = snapshot(value)
+            outputs[j] = _copy(saved, epilogue) if j in donated else saved
+
+    last_reader = _last_readers(fn)
+    producer = {out: eqn for eqn in fn.eqns for out in eqn.outputs}
+    placed: set[Value] = set()  # values already located at an earlier result slot
+    for j, value in enumerate(outputs):
+        if j in donated and j not in unchanged and value not in placed and value in producer:
+            # (A parameter or snapshot result is copied at the end by the memory plan.)
+            param = params[donated[j]]
+            if not _may_write_in_place(producer[value], param, last_reader):
+                outputs[j] = _copy(value, epilogue)
+        placed.add(outputs[j])
+    eqns = prologue + list(fn.eqns) + epilogue
+    return Function(fn.name, list(fn.params), eqns, outputs), unchanged
+
+
+def _copy(value: Value, eqns: list[Eqn]) -> Value:
+    attrs, (type_,) = infer_types("reshape", [value.type], {"shape": list(value.type.shape)})
+    result = Value(type_)
+    eqns.append(Eqn("reshape", (value,), (result,), attrs, None))
+    return result
+
+
+def _last_readers(fn: Function) -> dict[Value, Eqn]:
+    last: dict[Value, Eqn] = {}
+    for eqn in fn.eqns:
+        for value in eqn.inputs:
+            last[value] = eqn
+    return last
+
+
+def _may_write_in_place(producer: Eqn, param: Value, last_reader: dict[Value, Eqn]) -> bool:
+    """Rules 1 and 2 of [When a result may be computed in place]."""
+    if len(producer.outputs) != 1:
+        return False
+    reader = last_reader.get(param)
+    if reader is None:
+        return True  # nobody reads the parameter
+    return reader is producer and reads_in_place(producer, param)
+
+
+def reads_in_place(eqn: Eqn, param: Value) -> bool:
+    """Does ``eqn`` read ``param`` only at the index of the element it writes?"""
+    shape = eqn.outputs[0].type.shape
+    if eqn.body is None:
+        return eqn.op in ELEMENTWISE_EMITTERS and all(
+            v.type.shape == shape for v in eqn.inputs if v is param)
+    tainted = {bp for bp, v in zip(eqn.body.params, eqn.inputs, strict=True) if v is param}
+    for inner in eqn.body.eqns:
+        if any(v in tainted for v in inner.inputs):
+            if inner.op not in ELEMENTWISE_EMITTERS or inner.body is not None or any(
+                    out.type.shape != shape for out in inner.outputs):
+                return False
+            tainted.update(inner.outputs)
+    return True
