@@ -16,7 +16,7 @@ import llvmlite.ir as ll
 
 from ir.core import Eqn
 from compiler.codegen.arrays import Array
-from compiler.codegen.dot import emit_dot
+from compiler.codegen.dot import dot_scratch_bytes, emit_dot
 from compiler.codegen.elemental import array_generator, emit_elemental_kernel, is_elemental
 from compiler.codegen.errors import LoweringError
 from compiler.codegen.llvm_types import PTR, VOID
@@ -31,6 +31,9 @@ class KernelRule:
 
     emit: Callable[[ll.IRBuilder, Eqn, list, list, ll.Value | None], None]
     scratch_bytes: Callable[[Eqn], int] = lambda eqn: 0
+    # True: ``emit`` gets the input buffers (Arrays), not generators (the GEMM
+    # packs from raw pointers and may read them from other threads).
+    buffers: bool = False
 
 
 KERNEL_EMITTERS: dict[str, KernelRule] = {
@@ -39,7 +42,7 @@ KERNEL_EMITTERS: dict[str, KernelRule] = {
     "reduce_min": KernelRule(emit_reduce),
     "argmax": KernelRule(emit_argreduce, argreduce_scratch_bytes),
     "argmin": KernelRule(emit_argreduce, argreduce_scratch_bytes),
-    "dot": KernelRule(emit_dot),
+    "dot": KernelRule(emit_dot, dot_scratch_bytes, buffers=True),
 }
 
 
@@ -77,7 +80,7 @@ def emit_kernel(module: ll.Module, name: str, eqn: Eqn) -> ll.Function:
     b = ll.IRBuilder(fn.append_basic_block("entry"))
     rule = KERNEL_EMITTERS.get(eqn.op)
     if rule is not None:
-        rule.emit(b, eqn, operands, outs, scratch)
+        rule.emit(b, eqn, ins if rule.buffers else operands, outs, scratch)
     elif is_elemental(eqn.op):
         if len(outs) != 1:
             raise LoweringError(f"elemental op '{eqn.op}' must have one output, has {len(outs)}")

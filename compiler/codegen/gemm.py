@@ -1,0 +1,216 @@
+"""The blocked, packed GEMM: the loop nest around the micro-kernel, and its threads.
+
+See [GEMM blocking] (gemm_plan.py) for the loop nest, [Packed layout]
+(gemm_pack.py) for the panels and [Micro-kernel] (gemm_kernel.py) for the
+register tile. Each dot gets ``@<kernel>.gemm``, which computes the output
+rows ``[r0, r1)`` and columns ``[c0, c1)`` of batches ``[b0, b1)`` with the
+packing buffers at ``ws``:
+
+    void gemm(ptr c, ptr a, ptr b, ptr ws, i64 b0, i64 b1, i64 r0, i64 r1, i64 c0, i64 c1)
+
+A serial kernel calls it once for everything; a parallel one (``plan.threads
+> 1``) calls it from a fork-join region, each thread with its share along
+``plan.split`` and its own scratch slot. Shares along rows (columns) are whole
+micro-tiles, so only the thread holding the last rows (columns) meets the
+edge tile, and every output element is written by exactly one thread with
+the same arithmetic as the serial code: results do not depend on the thread
+count.
+"""
+
+from __future__ import annotations
+
+import llvmlite.ir as ll
+
+from compiler.codegen.gemm_kernel import PanelLayout, micro_kernel
+from compiler.codegen.gemm_pack import counted_loop, if_then, pack_block
+from compiler.codegen.gemm_plan import GemmPlan
+from compiler.codegen.llvm_types import I1, I8, I64, PTR, VOID, index_constant, value_type
+from compiler.codegen.parallel import emit_parallel
+
+__all__ = ["emit_gemm"]
+
+_NUW_NSW = ("nuw", "nsw")
+
+
+def _const(value: int) -> ll.Constant:
+    return index_constant(value)
+
+
+def _umin(b: ll.IRBuilder, x, y):
+    return b.select(b.icmp_unsigned("<", x, y), x, y)
+
+
+def _ceil_div(b: ll.IRBuilder, x, step: int):
+    return b.udiv(b.add(x, _const(step - 1), flags=_NUW_NSW), _const(step))
+
+
+def _gep(b, pointer, offset, etype):
+    return b.gep(pointer, [offset], inbounds=True, source_etype=etype)
+
+
+def emit_gemm(b: ll.IRBuilder, plan: GemmPlan, name: str, c: ll.Value, a: ll.Value,
+              bmat: ll.Value, scratch: ll.Value) -> None:
+    """C = A @ B for every batch, at the builder's position (see the module docstring)."""
+    gemm = _define_gemm(b.module, plan, f"{name}.gemm")
+    shape = plan.shape
+    if plan.threads == 1:
+        b.call(gemm, [c, a, bmat, scratch, _const(0), _const(shape.batch), _const(0),
+                      _const(shape.m), _const(0), _const(shape.n)])
+        return
+
+    def body(inner: ll.IRBuilder, values, thread_id, team) -> None:
+        c_in, a_in, b_in, ws_in = values
+        ranges = {"batch": (shape.batch, 1), "rows": (shape.m, plan.mr),
+                  "cols": (shape.n, plan.nr)}
+        bounds = {}
+        for axis, (total, unit) in ranges.items():
+            if axis != plan.split:
+                bounds[axis] = (_const(0), _const(total))
+                continue
+            units = -(-total // unit)
+            lo = inner.udiv(inner.mul(thread_id, _const(units)), team)
+            hi = inner.udiv(inner.mul(inner.add(thread_id, _const(1)), _const(units)), team)
+            bounds[axis] = (_umin(inner, inner.mul(lo, _const(unit)), _const(total)),
+                            _umin(inner, inner.mul(hi, _const(unit)), _const(total)))
+        ws = _gep(inner, ws_in, inner.mul(thread_id, _const(plan.slot_bytes)), I8)
+        inner.call(gemm, [c_in, a_in, b_in, ws, *bounds["batch"], *bounds["rows"],
+                          *bounds["cols"]])
+
+    emit_parallel(b, f"{name}.parallel", [c, a, bmat, scratch], plan.threads, body)
+
+
+def _define_gemm(module: ll.Module, plan: GemmPlan, name: str) -> ll.Function:
+    fn = ll.Function(module, ll.FunctionType(VOID, [PTR] * 4 + [I64] * 6), name)
+    fn.linkage = "internal"
+    fn.attributes.add("nounwind")
+    names = ["c", "a", "b", "ws", "b0", "b1", "r0", "r1", "c0", "c1"]
+    for arg, arg_name in zip(fn.args, names, strict=True):
+        arg.name = arg_name
+    for arg in fn.args[:4]:
+        arg.add_attribute("noalias")
+    b = ll.IRBuilder(fn.append_basic_block("entry"))
+    _emit_gemm_body(b, plan, *fn.args)
+    b.ret_void()
+    return fn
+
+
+def _emit_gemm_body(b: ll.IRBuilder, plan: GemmPlan, c, a, bmat, ws, b0, b1, r0, r1, c0, c1):
+    shape = plan.shape
+    m, n, k = shape.m, shape.n, shape.k
+    etype = value_type(shape.dtype)
+    # Element strides of A as [m, k] and of B as [k, n], whatever their storage.
+    a_stride_m, a_stride_k = (1, m) if shape.trans_a else (k, 1)
+    b_stride_k, b_stride_n = (1, k) if shape.trans_b else (n, 1)
+    a_pack = ws
+    b_pack = _gep(b, ws, _const(-(-plan.a_block_elems * plan.itemsize // 64) * 64), I8)
+
+    nonempty = b.and_(b.and_(b.icmp_unsigned("<", b0, b1), b.icmp_unsigned("<", r0, r1)),
+                      b.icmp_unsigned("<", c0, c1))
+    with if_then(b, nonempty, name="work"):
+        with counted_loop(b, b.sub(b1, b0), name="batch") as i:
+            batch = b.add(b0, i, flags=_NUW_NSW)
+            c_b = _gep(b, c, b.mul(batch, _const(m * n), flags=_NUW_NSW), etype)
+            a_b = _gep(b, a, b.mul(batch, _const(m * k), flags=_NUW_NSW), etype)
+            b_b = _gep(b, bmat, b.mul(batch, _const(k * n), flags=_NUW_NSW), etype)
+            with counted_loop(b, _ceil_div(b, b.sub(r1, r0), plan.mc), name="ic") as ic_i:
+                ic = b.add(r0, b.mul(ic_i, _const(plan.mc), flags=_NUW_NSW), flags=_NUW_NSW)
+                mcur = _umin(b, _const(plan.mc), b.sub(r1, ic))
+                with counted_loop(b, _const(-(-k // plan.kc)), name="pc") as pc_i:
+                    pc = b.mul(pc_i, _const(plan.kc), flags=_NUW_NSW)
+                    kcur = _umin(b, _const(plan.kc), b.sub(_const(k), pc))
+                    a_src = _gep(b, a_b, b.add(b.mul(ic, _const(a_stride_m)),
+                                               b.mul(pc, _const(a_stride_k))), etype)
+                    if plan.pack_a:
+                        pack_block(b, etype=etype, dst=a_pack, src=a_src, extent=mcur,
+                                   depth=kcur, width=plan.mr, edge=m % plan.mr,
+                                   stride_t=a_stride_m, stride_k=a_stride_k, pad=False,
+                                   name="packa")
+                        a_block = a_pack
+                    else:
+                        a_block = a_src
+                    accumulate = b.icmp_unsigned("!=", pc, _const(0))
+                    with counted_loop(b, _ceil_div(b, b.sub(c1, c0), plan.nc), name="jc") as jc_i:
+                        jc = b.add(c0, b.mul(jc_i, _const(plan.nc), flags=_NUW_NSW),
+                                   flags=_NUW_NSW)
+                        ncur = _umin(b, _const(plan.nc), b.sub(c1, jc))
+                        b_src = _gep(b, b_b, b.add(b.mul(pc, _const(b_stride_k)),
+                                                   b.mul(jc, _const(b_stride_n))), etype)
+                        if plan.pack_b:
+                            pack_block(b, etype=etype, dst=b_pack, src=b_src, extent=ncur,
+                                       depth=kcur, width=plan.nr, edge=n % plan.nr,
+                                       stride_t=b_stride_n, stride_k=b_stride_k, pad=True,
+                                       name="packb")
+                            b_block = b_pack
+                        else:
+                            b_block = b_src
+                        _emit_tiles(b, plan, etype, c_b, a_block, b_block, ic, mcur, jc, ncur,
+                                    kcur, accumulate)
+
+
+def _emit_tiles(b, plan: GemmPlan, etype, c_b, a_block, b_block, ic, mcur, jc, ncur, kcur,
+                accumulate) -> None:
+    """Every micro-tile of the blocks: rows [ic, ic+mcur), columns [jc, jc+ncur)."""
+    shape = plan.shape
+    m, n = shape.m, shape.n
+    module = b.module
+    row_edge, col_edge = m % plan.mr, n % plan.nr
+    a_stride_m, a_stride_k = (1, m) if shape.trans_a else (shape.k, 1)
+    if plan.pack_a:
+        a_panel_step = b.mul(kcur, _const(plan.mr), flags=_NUW_NSW)
+        a_row, a_k = 1, plan.mr
+    else:
+        a_panel_step = _const(plan.mr * a_stride_m)
+        a_row, a_k = a_stride_m, a_stride_k
+    if plan.pack_b:
+        b_panel_step = b.mul(kcur, _const(plan.nr), flags=_NUW_NSW)
+        b_k = plan.nr
+    else:
+        b_panel_step = _const(plan.nr)
+        b_k = n
+    layout = PanelLayout(a_row, a_k, b_k, plan.pack_b, n)
+    with counted_loop(b, _ceil_div(b, mcur, plan.mr), name="ir") as ir_i:
+        row = b.add(ic, b.mul(ir_i, _const(plan.mr), flags=_NUW_NSW), flags=_NUW_NSW)
+        a_panel = _gep(b, a_block, b.mul(ir_i, a_panel_step, flags=_NUW_NSW), etype)
+        full_rows = b.icmp_unsigned("<=", b.add(row, _const(plan.mr)), _const(m))
+        with counted_loop(b, _ceil_div(b, ncur, plan.nr), name="jr") as jr_i:
+            col = b.add(jc, b.mul(jr_i, _const(plan.nr), flags=_NUW_NSW), flags=_NUW_NSW)
+            b_panel = _gep(b, b_block, b.mul(jr_i, b_panel_step, flags=_NUW_NSW), etype)
+            c_tile = _gep(b, c_b, b.add(b.mul(row, _const(n), flags=_NUW_NSW), col), etype)
+            args = [a_panel, b_panel, c_tile, kcur, accumulate]
+            full_cols = b.icmp_unsigned("<=", b.add(col, _const(plan.nr)), _const(n))
+            row_cases = [(plan.mr, full_rows)] + ([(row_edge, None)] if row_edge else [])
+            col_cases = [(plan.nr, full_cols)] + ([(col_edge, None)] if col_edge else [])
+            _dispatch(b, module, plan, layout, row_cases, col_cases, args)
+
+
+def _dispatch(b, module, plan, layout, row_cases, col_cases, args) -> None:
+    """Call the micro-kernel of the tile's (rows, cols); the last case of each is the fallback."""
+    (rows, rows_test), *rest_rows = row_cases
+    if rest_rows:
+        then = b.append_basic_block("tile.rows")
+        other = b.append_basic_block("tile.rows.edge")
+        after = b.append_basic_block("tile.rows.end")
+        b.cbranch(rows_test, then, other)
+        b.position_at_end(then)
+        _dispatch(b, module, plan, layout, [(rows, None)], col_cases, args)
+        b.branch(after)
+        b.position_at_end(other)
+        _dispatch(b, module, plan, layout, rest_rows, col_cases, args)
+        b.branch(after)
+        b.position_at_end(after)
+        return
+    (cols, cols_test), *rest_cols = col_cases
+    if rest_cols:
+        then = b.append_basic_block("tile.cols")
+        other = b.append_basic_block("tile.cols.edge")
+        after = b.append_basic_block("tile.cols.end")
+        b.cbranch(cols_test, then, other)
+        b.position_at_end(then)
+        b.call(micro_kernel(module, plan, rows, cols, layout), args)
+        b.branch(after)
+        b.position_at_end(other)
+        _dispatch(b, module, plan, layout, [(rows, None)], rest_cols, args)
+        b.branch(after)
+        b.position_at_end(after)
+        return
+    b.call(micro_kernel(module, plan, rows, cols, layout), args)

@@ -1,0 +1,124 @@
+"""Packing GEMM operands into micro-panels, and the runtime-bounded loops of the GEMM.
+
+NOTE: [Packed layout]
+A block of an operand, ``extent`` elements along the tile dim (rows of A,
+columns of B) by ``depth`` along k, is copied into consecutive panels of
+``width`` (mr or nr): panel q holds elements ``t = q*width + r`` as
+``dst[q*width*depth + p*width + r]``, so the micro-kernel reads each k step's
+``width`` elements contiguously. The source element ``(t, p)`` lives at
+``src + t*stride_t + p*stride_k``; a transposed operand only swaps the
+strides, so transposes are packed, never materialised. Every panel but the
+last of the whole operand is full; the last holds ``edge = total % width``
+elements and, with ``pad``, zeros after them (B panels: the micro-kernel
+loads whole vectors).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import llvmlite.ir as ll
+
+from compiler.codegen.llvm_types import I64, index_constant
+
+__all__ = ["counted_loop", "pack_block"]
+
+_NUW_NSW = ("nuw", "nsw")
+
+
+@contextlib.contextmanager
+def counted_loop(b: ll.IRBuilder, count: ll.Value, *, name: str) -> Iterator[ll.Value]:
+    """``for i in range(count)`` for a runtime (or constant) ``count >= 1``."""
+    if isinstance(count, ll.Constant) and count.constant == 1:
+        yield index_constant(0)
+        return
+    pre = b.block
+    body = b.append_basic_block(f"{name}.loop")
+    b.branch(body)
+    b.position_at_end(body)
+    index = b.phi(I64, name=name)
+    index.add_incoming(index_constant(0), pre)
+    yield index
+    next_index = b.add(index, index_constant(1), flags=_NUW_NSW, name=f"{name}.next")
+    more = b.icmp_unsigned("<", next_index, count)
+    latch = b.block
+    exit_block = b.append_basic_block(f"{name}.exit")
+    b.cbranch(more, body, exit_block)
+    index.add_incoming(next_index, latch)
+    b.position_at_end(exit_block)
+
+
+@contextlib.contextmanager
+def if_then(b: ll.IRBuilder, condition: ll.Value, *, name: str) -> Iterator[None]:
+    then = b.append_basic_block(f"{name}.then")
+    after = b.append_basic_block(f"{name}.end")
+    b.cbranch(condition, then, after)
+    b.position_at_end(then)
+    yield
+    b.branch(after)
+    b.position_at_end(after)
+
+
+def _mul(b, x, c: int):
+    return x if c == 1 else b.mul(x, index_constant(c), flags=_NUW_NSW)
+
+
+def _gep(b, pointer, offset, etype):
+    return b.gep(pointer, [offset], inbounds=True, source_etype=etype)
+
+
+def pack_block(b: ll.IRBuilder, *, etype: ll.Type, dst: ll.Value, src: ll.Value, extent: ll.Value,
+               depth: ll.Value, width: int, edge: int, stride_t: int, stride_k: int,
+               pad: bool, name: str) -> None:
+    """Pack ``extent x depth`` elements of ``src`` into panels at ``dst`` ([Packed layout])."""
+    full = b.udiv(extent, index_constant(width)) if width > 1 else extent
+    has_full = b.icmp_unsigned("!=", full, index_constant(0))
+    panel_elems = _mul(b, depth, width)
+    with if_then(b, has_full, name=f"{name}.full"):
+        with counted_loop(b, full, name=f"{name}.q") as q:
+            panel_dst = _gep(b, dst, b.mul(q, panel_elems, flags=_NUW_NSW), etype)
+            panel_src = _gep(b, src, _mul(b, q, width * stride_t), etype)
+            _pack_panel(b, etype, panel_dst, panel_src, depth, width, width, stride_t, stride_k,
+                        pad, f"{name}.p")
+    if edge:
+        rest = b.sub(extent, _mul(b, full, width))
+        has_edge = b.icmp_unsigned("!=", rest, index_constant(0))
+        with if_then(b, has_edge, name=f"{name}.edge"):
+            panel_dst = _gep(b, dst, b.mul(full, panel_elems, flags=_NUW_NSW), etype)
+            panel_src = _gep(b, src, _mul(b, full, width * stride_t), etype)
+            _pack_panel(b, etype, panel_dst, panel_src, depth, width, edge, stride_t, stride_k,
+                        pad, f"{name}.e")
+
+
+def _pack_panel(b, etype, dst, src, depth, width, valid, stride_t, stride_k, pad, name) -> None:
+    """One panel: ``valid`` of ``width`` elements per k step, for ``depth`` k steps."""
+    zero = ll.Constant(etype, 0.0)
+    if stride_t == 1 or stride_k != 1:
+        # Each k step reads ``valid`` contiguous (or evenly spaced) elements:
+        # one pass over k, the short static loop over the panel innermost.
+        with counted_loop(b, depth, name=name) as p:
+            row_src = _gep(b, src, _mul(b, p, stride_k), etype)
+            row_dst = _gep(b, dst, _mul(b, p, width), etype)
+            for r in range(width):
+                out = _gep(b, row_dst, index_constant(r), etype)
+                if r < valid:
+                    value = b.load(_gep(b, row_src, index_constant(r * stride_t), etype),
+                                   typ=etype)
+                    b.store(value, out)
+                elif pad:
+                    b.store(zero, out)
+        return
+    # k is contiguous in the source: read each element's row along k
+    # contiguously and write with stride ``width`` (the transposing copy).
+    for r in range(width):
+        if r >= valid and not pad:
+            break
+        row_src = _gep(b, src, index_constant(r * stride_t), etype)
+        with counted_loop(b, depth, name=f"{name}{r}") as p:
+            out = _gep(b, dst, b.add(_mul(b, p, width), index_constant(r), flags=_NUW_NSW),
+                       etype)
+            if r < valid:
+                b.store(b.load(_gep(b, row_src, p, etype), typ=etype), out)
+            else:
+                b.store(zero, out)

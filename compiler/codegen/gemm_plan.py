@@ -1,0 +1,167 @@
+"""The shape of a generated GEMM: tile and block sizes, thread split, scratch.
+
+NOTE: [GEMM blocking]
+The blocked GEMM (gemm.py) follows the BLIS/GotoBLAS loop nest, written for a
+row-major C whose rows are contiguous: the micro-tile is ``mr`` rows by ``nr``
+columns, ``nr`` a few host vectors wide (the vector dim is n), and each of the
+``mr`` rows takes one broadcast element of A per k step.
+
+    for ic in rows, step mc:                    A block mc x kc: L3 (and L2)
+      for pc in 0..k, step kc:                  pack A[ic:, pc:] (mr-row panels)
+        for jc in cols, step nc:                pack B[pc:, jc:] (nr-col panels): L2
+          for ir in 0..mc, step mr:             A micro-panel mr x kc: L1
+            for jr in 0..nc, step nr:           B micro-panel streams from L2
+              micro-kernel: C[ir:+mr, jr:+nr] (+)= Ap . Bp
+
+kc is chosen so the A micro-panel (mr x kc) and a few B micro-panel rows fit
+L1 (32 KiB on Zen 4); nc so the packed B block (kc x nc) fits half of L2
+(1 MiB); mc bounds the packed A block, which stays in L3. Everything is
+specialised on the static shape: edge tiles (m % mr rows, n % nr columns)
+get their own micro-kernels, packing pads B panels with zeros.
+
+Products too small to repay the packing take the plain loop nest of dot.py
+(``use_blocked``). A product big enough to repay a fork-join (``threads``) is
+split over rows (or columns, when it has few row tiles) into one independent
+GEMM per thread, each with its own packing buffers (``scratch_bytes``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ir.dtypes import DType
+
+__all__ = ["GemmShape", "GemmPlan", "plan_gemm", "vector_bits"]
+
+# Below this many multiply-adds the packing costs more than it saves (measured:
+# benchmarks/matmul.py, shapes 8..64).
+_MIN_BLOCKED_FMAS = 24 * 24 * 24
+# Below this many multiply-adds one thread finishes before a fork-join (~1 us
+# with libgomp) and the halved packing reuse would pay off.
+_MIN_PARALLEL_FMAS = 96 * 96 * 96
+_L1_BYTES = 32 * 1024
+_L2_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class GemmShape:
+    """One dot: ``batch`` products of ``[m, k] @ [k, n]``; ``trans_a`` means the
+    lhs is stored ``[k, m]``, ``trans_b`` that the rhs is stored ``[n, k]``."""
+
+    dtype: DType
+    batch: int
+    m: int
+    n: int
+    k: int
+    trans_a: bool = False
+    trans_b: bool = False
+
+    @property
+    def fmas(self) -> int:
+        return self.batch * self.m * self.n * self.k
+
+
+@dataclass(frozen=True)
+class GemmPlan:
+    shape: GemmShape
+    lanes: int        # elements per host vector
+    mr: int           # micro-tile rows
+    nr: int           # micro-tile columns (a multiple of lanes)
+    kc: int           # k block
+    mc: int           # rows per packed A block (a multiple of mr)
+    nc: int           # columns per packed B block (a multiple of nr)
+    threads: int      # 1: serial code; else the team size requested
+    split: str        # "batch", "rows" or "cols": what the threads divide
+    pack_a: bool      # False: the micro-kernel reads A in place (used once)
+    pack_b: bool      # False: the micro-kernel reads B in place (used once)
+
+    @property
+    def itemsize(self) -> int:
+        return self.shape.dtype.itemsize
+
+    @property
+    def a_block_elems(self) -> int:
+        """Elements of one thread's packed A block."""
+        if not self.pack_a:
+            return 0
+        rows = min(self.mc, _round_up(self.shape.m, self.mr))
+        return rows * min(self.kc, self.shape.k)
+
+    @property
+    def b_block_elems(self) -> int:
+        if not self.pack_b:
+            return 0
+        cols = min(self.nc, _round_up(self.shape.n, self.nr))
+        return cols * min(self.kc, self.shape.k)
+
+    @property
+    def slot_bytes(self) -> int:
+        """Scratch of one thread: its packed A block, then its packed B block."""
+        return _round_up(self.a_block_elems * self.itemsize, 64) + \
+            _round_up(self.b_block_elems * self.itemsize, 64)
+
+    @property
+    def scratch_bytes(self) -> int:
+        return self.slot_bytes * self.threads
+
+
+def _round_up(x: int, step: int) -> int:
+    return -(-x // step) * step
+
+
+def vector_bits(features: str) -> int:
+    """The widest float vector of a CPU with LLVM ``features`` (``+avx512f,...``)."""
+    enabled = {f[1:] for f in features.split(",") if f.startswith("+")}
+    if "avx512f" in enabled:
+        return 512
+    if "avx" in enabled:
+        return 256
+    return 128
+
+
+def use_blocked(shape: GemmShape) -> bool:
+    """Whether ``shape`` takes the packed, blocked GEMM (else the plain loops)."""
+    if not shape.dtype.is_float or shape.k == 0 or shape.m == 0 or shape.n == 0:
+        return False
+    return shape.m * shape.n * shape.k >= _MIN_BLOCKED_FMAS and shape.m >= 2
+
+
+def plan_gemm(shape: GemmShape, *, vector_bits: int, max_threads: int) -> GemmPlan:
+    """Tile, block and thread split of a blocked GEMM for this host."""
+    lanes = vector_bits // (8 * shape.dtype.itemsize)
+    # 2 vectors of columns by mr rows: 2 * mr accumulators + 2 B vectors must
+    # fit the register file (32 vector registers with AVX-512, 16 without).
+    vectors = 2
+    mr = 12 if vector_bits == 512 else 6
+    nr = lanes * vectors
+    if shape.n <= lanes:
+        # One vector covers every column: take more rows instead.
+        nr, mr = lanes, (24 if vector_bits == 512 else 12)
+    itemsize = shape.dtype.itemsize
+    # A micro-panel mr x kc in about half of L1.
+    kc = max(16, (_L1_BYTES // 2) // (mr * itemsize) // 8 * 8)
+    kc = min(kc, shape.k)
+    # Balance the k blocks: 2 blocks of 200 beat 384 + 16.
+    blocks = -(-shape.k // kc)
+    kc = -(-shape.k // blocks)
+    nc = max(nr, (_L2_BYTES // 2) // (max(kc, 1) * itemsize) // nr * nr)
+    mc = max(mr, 4096 // mr * mr)
+    threads, split = _thread_split(shape, mr, nr, max_threads)
+    # Packing pays for itself by reuse: an A micro-panel serves every column
+    # tile, a B micro-panel every row tile. Used once, an operand is read in
+    # place (B only when its rows are contiguous: the kernel loads vectors).
+    pack_a = shape.n > nr
+    pack_b = shape.trans_b or shape.m > mr
+    return GemmPlan(shape, lanes, mr, nr, kc, mc, nc, threads, split, pack_a, pack_b)
+
+
+def _thread_split(shape: GemmShape, mr: int, nr: int, max_threads: int) -> tuple[int, str]:
+    if max_threads <= 1 or shape.fmas < _MIN_PARALLEL_FMAS:
+        return 1, "rows"
+    if shape.batch >= 2 * max_threads:
+        return max_threads, "batch"
+    row_tiles = -(-shape.m // mr)
+    col_tiles = -(-shape.n // nr)
+    if row_tiles >= 2 * max_threads or row_tiles >= col_tiles:
+        return min(max_threads, row_tiles), "rows"
+    return min(max_threads, col_tiles), "cols"
