@@ -5,7 +5,8 @@ generated code's memory safety rests on, so native code never reads or writes
 out of bounds even if it is handed IR that skipped verification: every operand
 is defined before use, every value is defined once, attributes fit the op's
 schema, and every result type is exactly what the op's type rule infers (the
-kernels trust these types for every loop bound and index).
+kernels trust these types for every loop bound and index). A fusion's body is
+checked the same way, as a function of its own.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def checked_equations(fn: Function) -> list[Eqn]:
     for n, eqn in enumerate(fn.eqns):
         where = _where(eqn, n)
         if eqn.body is not None:
-            raise LoweringError(f"{where}: equations with a body (fusions) are not lowered yet")
+            checked.append(_checked_fusion(eqn, where, defined))
+            continue
         for k, value in enumerate(eqn.inputs):
             if value not in defined:
                 raise LoweringError(f"{where}: operand {k} is not defined before use")
@@ -64,3 +66,30 @@ def checked_equations(fn: Function) -> list[Eqn]:
         if value not in defined:
             raise LoweringError(f"@{fn.name}: result {j} is not defined")
     return checked
+
+
+def _checked_fusion(eqn: Eqn, where: str, defined: set[Value]) -> Eqn:
+    """A fusion: operands defined, its body checked like a function of its own
+    (it sees only its parameters), body and equation types equal."""
+    body = eqn.body
+    if eqn.op != "fusion" or not isinstance(body, Function):
+        raise LoweringError(f"{where}: only a 'fusion' carries a body (a Function)")
+    for k, value in enumerate(eqn.inputs):
+        if value not in defined:
+            raise LoweringError(f"{where}: operand {k} is not defined before use")
+    if [p.type for p in body.params] != [v.type for v in eqn.inputs]:
+        raise LoweringError(f"{where}: body parameter types differ from the operand types")
+    eqns = checked_equations(body)
+    inner = {v for e in eqns for v in e.outputs} | set(body.params)
+    if any(e.body is not None for e in eqns):
+        raise LoweringError(f"{where}: nested fusions are not lowered")
+    if inner & defined:
+        raise LoweringError(f"{where}: the body redefines a value of the function")
+    if [v.type for v in body.outputs] != [v.type for v in eqn.outputs]:
+        raise LoweringError(f"{where}: the body's result types differ from the equation's")
+    for value in eqn.outputs:
+        if value in defined or value in inner:
+            raise LoweringError(f"{where}: redefines a value (SSA: one definition each)")
+        defined.add(value)
+    checked_body = Function(body.name, list(body.params), eqns, list(body.outputs))
+    return Eqn(eqn.op, eqn.inputs, eqn.outputs, dict(eqn.attrs), eqn.loc, checked_body)

@@ -19,6 +19,7 @@ from compiler.codegen.arrays import Array
 from compiler.codegen.dot import dot_scratch_bytes, emit_dot
 from compiler.codegen.elemental import array_generator, emit_elemental_kernel, is_elemental
 from compiler.codegen.errors import LoweringError
+from compiler.codegen.fused import emit_fusion, fusion_scratch_bytes
 from compiler.codegen.llvm_types import PTR, VOID
 from compiler.codegen.reduce import argreduce_scratch_bytes, emit_argreduce, emit_reduce
 
@@ -56,6 +57,8 @@ def lowered_ops() -> set[str]:
 
 def scratch_bytes(eqn: Eqn) -> int:
     """Arena bytes ``eqn``'s kernel needs besides its outputs."""
+    if eqn.body is not None:
+        return fusion_scratch_bytes(eqn)
     rule = KERNEL_EMITTERS.get(eqn.op)
     return rule.scratch_bytes(eqn) if rule is not None else 0
 
@@ -79,7 +82,9 @@ def emit_kernel(module: ll.Module, name: str, eqn: Eqn) -> ll.Function:
     operands = [array_generator(a) for a in ins]
     b = ll.IRBuilder(fn.append_basic_block("entry"))
     rule = KERNEL_EMITTERS.get(eqn.op)
-    if rule is not None:
+    if eqn.body is not None:  # a fusion: one loop nest for its whole body (fused.py)
+        emit_fusion(b, eqn, operands, outs, scratch)
+    elif rule is not None:
         rule.emit(b, eqn, ins if rule.buffers else operands, outs, scratch)
     elif is_elemental(eqn.op):
         if len(outs) != 1:

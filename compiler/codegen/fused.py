@@ -1,0 +1,328 @@
+"""Kernels of ``fusion`` equations: one loop nest for a whole body.
+
+The schedule comes from ``plan_fusion`` (see [Fusion schedules] in
+fusion_plan.py), re-derived here from the body, so a fusion that does not fit
+the rules (e.g. parsed from hand-written IR) is a LoweringError, never wrong code.
+
+Every element is computed by the body's primitives' own emitters
+(scalar_ops.ELEMENTWISE_EMITTERS, index_ops.INDEX_EMITTERS): values read at
+the position being computed ("aligned") are computed once per position in
+straight-line code and kept in registers; values read through an index map
+("gathered") come from element generators computing them inline at whatever
+position is asked (NOTE: [Elemental emission] in elemental.py). Loops are
+counted loops with static trip counts over contiguous positions, and kernels
+take their buffers ``noalias``, so LLVM vectorises them for the host CPU.
+
+NOTE: [Fused reduction tolerance]
+Reductions in fusions accumulate exactly as the reduction kernels do
+(reduce.py, NOTE: [Reduction tolerance]): float sums carry ``reassoc`` so LLVM
+vectorises them with several partial sums, which makes a fused float
+``reduce_sum`` of n terms differ from numpy's pairwise sum by rounding only,
+at most about ``n * eps * sum(|x|)`` (tests/compiler/test_fuse.py checks
+``2 n eps sum|x|`` against float64). Integer sums wrap and are exact; max/min
+are exact (nan propagates). The fused producers compute every element with
+the same IEEE operations as the unfused kernels, so results that do not go
+through a float sum are bitwise equal to the unfused program.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import llvmlite.ir as ll
+
+from ir.core import Eqn, Function, Value
+from ir.dtypes import TensorType
+from compiler.codegen.arrays import Array, Index
+from compiler.codegen.elemental import Generator, element_generator
+from compiler.codegen.errors import LoweringError
+from compiler.codegen.fusion_plan import FusionPlan, NotFusible, operand_access, plan_fusion
+from compiler.codegen.index_ops import INDEX_EMITTERS
+from compiler.codegen.llvm_types import constant, index_constant
+from compiler.codegen.loops import for_range, loop_nest
+from compiler.codegen.reduce import (_identity_and_combine, argreduce_scratch_bytes,
+                                     emit_argreduce, emit_reduce)
+from compiler.codegen.scalar_ops import ELEMENTWISE_EMITTERS
+
+__all__ = ["fusion_plan", "fusion_scratch_bytes", "emit_fusion", "inplace_pairs"]
+
+_NUW_NSW = ("nuw", "nsw")
+_PLANS: "weakref.WeakKeyDictionary[Function, FusionPlan]" = weakref.WeakKeyDictionary()
+
+
+def fusion_plan(eqn: Eqn) -> FusionPlan:
+    """The schedule of fusion ``eqn`` (memoised per body); LoweringError if it has none."""
+    body = eqn.body
+    plan = _PLANS.get(body)
+    if plan is None:
+        try:
+            plan = plan_fusion(body.eqns, body.params, body.outputs)
+        except NotFusible as error:
+            loc = f" (at {error.eqn.loc})" if error.eqn is not None and error.eqn.loc else ""
+            raise LoweringError(f"fusion{' at ' + eqn.loc if eqn.loc else ''} cannot be one "
+                                f"kernel: {error}{loc}") from None
+        if len(set(body.params)) != len(body.params):
+            raise LoweringError("a fusion body lists a parameter twice")
+        _PLANS[body] = plan
+    return plan
+
+
+def fusion_scratch_bytes(eqn: Eqn) -> int:
+    """Arena bytes the kernel of fusion ``eqn`` needs besides its results."""
+    plan = fusion_plan(eqn)
+    if plan.mode == "nest":
+        return argreduce_scratch_bytes(plan.root) if plan.root.op in ("argmax", "argmin") else 0
+    return plan.scratch_bytes()
+
+
+def inplace_pairs(eqn: Eqn) -> list[tuple[int, int]]:
+    """``(result k, operand j)`` pairs whose buffers may be one: the kernel reads
+    operand j only at the position it is about to write in result k, and never
+    again after writing it (see NOTE: [In-place results] in memory.py)."""
+    if eqn.body is None:
+        if not _elementwise(eqn.op):
+            return []
+        out = eqn.outputs[0].type
+        return [(0, j) for j, v in enumerate(eqn.inputs) if _same_layout(v.type, out)]
+    plan = fusion_plan(eqn)
+    if plan.mode == "nest":
+        return []
+    pairs = []
+    for k, result in enumerate(plan.outputs):
+        for j, param in enumerate(plan.inputs):
+            how = plan.access.get(param)
+            if (how is None or plan.gathered.get(param) or plan.access.get(result) != how
+                    or not _same_layout(param.type, result.type)):
+                continue
+            if plan.mode == "row" and how == "full":
+                if max(plan.reads.get(param, {0})) > plan.store_loop(result):
+                    continue
+            pairs.append((k, j))
+    return pairs
+
+
+def _elementwise(op: str) -> bool:
+    return op in ELEMENTWISE_EMITTERS
+
+
+def _same_layout(a: TensorType, b: TensorType) -> bool:
+    return a.size == b.size and a.dtype.itemsize == b.dtype.itemsize
+
+
+# -- evaluation -------------------------------------------------------------------------
+
+
+class _Position:
+    """Where the loops are: the linear position in a class ("row" or "full") and
+    the memo of aligned values computed there."""
+
+    def __init__(self, how: str, linear: ll.Value, *, parent: "_Position | None" = None,
+                 shape: tuple | None = None, index: Index | None = None,
+                 row: ll.Value | None = None, col: ll.Value | None = None,
+                 rows: int = 0, cols: int = 0):
+        self.how, self.linear, self.parent = how, linear, parent
+        self.memo: dict[Value, ll.Value] = {}
+        self._shape, self._index = shape, index
+        self._row, self._col, self._rows, self._cols = row, col, rows, cols
+        self._indices: dict[tuple, Index] = {}
+
+    def index(self, b: ll.IRBuilder, shape: tuple) -> Index:
+        """The Index of this position in a value of ``shape`` (same element count)."""
+        shape = tuple(shape)
+        if shape == self._shape and self._index is not None:
+            return self._index
+        found = self._indices.get(shape)
+        if found is None:
+            dims = self._split_dims(b, shape) if self.how == "full" else None
+            found = Index(shape, dims=dims, linear=self.linear)
+            self._indices[shape] = found
+        return found
+
+    def _split_dims(self, b: ll.IRBuilder, shape: tuple) -> list | None:
+        # Per-axis indices straight from (row, col) when the shape splits there,
+        # so no division by the row length happens in the inner loop.
+        for k in range(len(shape) + 1):
+            if _size(shape[:k]) == self._rows and _size(shape[k:]) == self._cols:
+                head = Index(shape[:k], linear=self._row).dims(b) if k else []
+                tail = Index(shape[k:], linear=self._col).dims(b) if k < len(shape) else []
+                return head + tail
+        return None
+
+
+def _size(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+class _Evaluator:
+    """Computes body values at positions: aligned (memoised) or gathered (generators)."""
+
+    def __init__(self, plan: FusionPlan, inputs: dict[Value, Generator]):
+        self.plan = plan
+        self.inputs = inputs
+        self.producer = {v: e for e in plan.eqns for v in e.outputs}
+        self._generators: dict[Value, Generator] = {}
+
+    def generator(self, v: Value) -> Generator:
+        """v at any position, recomputed at every call (gathered reads)."""
+        found = self._generators.get(v)
+        if found is None:
+            if v in self.inputs:
+                found = self.inputs[v]
+            else:
+                e = self.producer[v]
+                found = element_generator(e, [self.generator(u) for u in e.inputs])
+            self._generators[v] = found
+        return found
+
+    def aligned(self, b: ll.IRBuilder, v: Value, at: _Position) -> ll.Value:
+        """v at the position ``at`` (v is read aligned there), computed once."""
+        how = self.plan.access[v]
+        if how != at.how:  # a row value inside a row's inner loop: computed before it
+            if at.parent is None or v not in at.parent.memo:
+                raise LoweringError(f"fusion: row value {v.type} is not ready in the inner loop")
+            return at.parent.memo[v]
+        found = at.memo.get(v)
+        if found is not None:
+            return found
+        if v in self.inputs:
+            value = self.inputs[v](b, at.index(b, v.shape))
+        else:
+            e = self.producer[v]
+            accesses = operand_access(e, how, self.plan.rows, self.plan.cols)
+            if e.op in ELEMENTWISE_EMITTERS:
+                value = ELEMENTWISE_EMITTERS[e.op](b, e, [self.aligned(b, u, at) for u in e.inputs])
+            elif all(a is not None for a in accesses) and e.op in ("reshape", "broadcast"):
+                value = self.aligned(b, e.inputs[0], at)
+            elif e.op in INDEX_EMITTERS:
+                value = INDEX_EMITTERS[e.op](b, e, at.index(b, v.shape),
+                                            [self.generator(u) for u in e.inputs])
+            else:  # a reduction: its value comes from its inner loop
+                raise LoweringError(f"fusion: '{e.op}' result used before its loop ran")
+        at.memo[v] = value
+        return value
+
+
+# -- kernels ----------------------------------------------------------------------------
+
+
+def emit_fusion(b: ll.IRBuilder, eqn: Eqn, operands: list[Generator], outs: list[Array],
+                scratch: ll.Value | None) -> None:
+    """Emit the loops computing every result of fusion ``eqn`` into ``outs``.
+
+    ``operands`` are the generators of the fusion's operands (buffer loads).
+    """
+    plan = fusion_plan(eqn)
+    evaluator = _Evaluator(plan, dict(zip(eqn.body.params, operands, strict=True)))
+    if plan.mode == "loop":
+        _emit_loop(b, plan, evaluator, outs)
+    elif plan.mode == "row":
+        _emit_rows(b, plan, evaluator, outs, scratch)
+    else:
+        _emit_nest(b, plan, evaluator, outs, scratch)
+
+
+def _flat(plan: FusionPlan) -> bool:
+    """Whether one flat loop serves (no value needs per-axis indices)."""
+    if len(plan.shape) <= 1:
+        return True
+    for e in plan.eqns:
+        if e.op in INDEX_EMITTERS and e.op not in ("reshape", "constant"):
+            if e.op == "broadcast" and e.inputs[0].type.size == e.outputs[0].type.size:
+                continue
+            return False
+    return True
+
+
+def _emit_loop(b, plan: FusionPlan, evaluator: _Evaluator, outs: list[Array]) -> None:
+    shape = plan.shape
+
+    def body(index: Index) -> None:
+        at = _Position("row", index.linear(b), shape=shape, index=index)
+        values = [evaluator.aligned(b, v, at) for v in plan.outputs]
+        # Every load of this position happens before any store to it (in-place results).
+        for out, v, value in zip(outs, plan.outputs, values, strict=True):
+            out.store(b, at.index(b, v.shape), value)
+
+    if _flat(plan):
+        with for_range(b, plan.rows, name="i") as loop:
+            body(Index(shape, linear=loop.index))
+    else:
+        with loop_nest(b, shape) as dims:
+            body(Index(shape, dims=dims))
+
+
+def _emit_rows(b, plan: FusionPlan, evaluator: _Evaluator, outs: list[Array],
+               scratch: ll.Value | None) -> None:
+    rows, cols = plan.rows, plan.cols
+    out_of = dict(zip(plan.outputs, outs, strict=True))
+    caches, offset = {}, 0
+    for v in plan.cached:
+        pointer = b.gep(scratch, [index_constant(offset)], inbounds=True, source_etype=ll.IntType(8))
+        caches[v] = Array(pointer, TensorType(v.dtype, (cols,)))
+        offset += -(-cols * v.dtype.itemsize // 64) * 64
+    row_values = [e.outputs[0] for e in plan.eqns if plan.access.get(e.outputs[0]) == "row"]
+    row_inputs = [v for v in plan.inputs if plan.access.get(v) == "row"]
+
+    with for_range(b, rows, name="row") as row_loop:
+        p = row_loop.index
+        row = _Position("row", p)
+
+        def ready(level: int) -> None:
+            """Compute the row values that only need reductions of loops <= level."""
+            for v in row_inputs:
+                evaluator.aligned(b, v, row)
+            for v in row_values:
+                if plan.level[v] <= level and v not in row.memo and \
+                        evaluator.producer[v].op not in ("reduce_sum", "reduce_max", "reduce_min"):
+                    evaluator.aligned(b, v, row)
+
+        for n, phase in enumerate(plan.loops, 1):
+            ready(n - 1)
+            inits, combines = [], []
+            for r in phase.reductions:
+                identity, combine = _identity_and_combine(r.op, r.inputs[0].dtype)
+                inits.append(constant(r.inputs[0].dtype, identity))
+                combines.append(combine)
+            with for_range(b, cols, name=f"col{n}", carry=inits) as loop:
+                q = loop.index
+                linear = b.add(b.mul(p, index_constant(cols), flags=_NUW_NSW), q, flags=_NUW_NSW)
+                at = _Position("full", linear, parent=row, row=p, col=q, rows=rows, cols=cols)
+                column = Index((cols,), linear=q)
+                for v, first in plan.cached.items():
+                    if first < n:
+                        at.memo[v] = caches[v].load(b, column)
+                partial = [evaluator.aligned(b, r.inputs[0], at) for r in phase.reductions]
+                kept = [(v, evaluator.aligned(b, v, at)) for v in phase.cache]
+                stored = [(v, evaluator.aligned(b, v, at)) for v in phase.stores]
+                for v, value in kept:
+                    caches[v].store(b, column, value)
+                for v, value in stored:
+                    out_of[v].store(b, at.index(b, v.shape), value)
+                loop.update(*[combine(b, acc, x) for combine, acc, x
+                              in zip(combines, loop.carried, partial, strict=True)])
+            for r, result in zip(phase.reductions, loop.results, strict=True):
+                row.memo[r.outputs[0]] = result
+        ready(len(plan.loops))
+        for v in plan.outputs:
+            if plan.access[v] == "row":
+                out_of[v].store(b, row.index(b, v.shape), evaluator.aligned(b, v, row))
+
+
+def _emit_nest(b, plan: FusionPlan, evaluator: _Evaluator, outs: list[Array],
+               scratch: ll.Value | None) -> None:
+    root = plan.root
+    source = root.inputs[0]
+
+    def element(b, index: Index) -> ll.Value:
+        # A fresh position per read: the reduction reads each element once (twice
+        # for argmax along the last axis, which plan_fusion accounted for).
+        at = _Position("row", index.linear(b), shape=tuple(source.shape), index=index)
+        return evaluator.aligned(b, source, at)
+
+    if root.op in ("argmax", "argmin"):
+        emit_argreduce(b, root, [element], outs, scratch)
+    else:
+        emit_reduce(b, root, [element], outs, scratch)
