@@ -18,7 +18,7 @@ from typing import Callable
 import runtime
 from compiler import flags
 from compiler.passes import (eliminate_common_subexpressions, eliminate_dead_code,
-                             fold_constants, simplify)
+                             fold_constants, fuse, simplify)
 from ir import Function, print_function
 from ir.verify import verify
 
@@ -32,6 +32,7 @@ PASSES: list[tuple[str, Pass]] = [
     ("cse", eliminate_common_subexpressions),
     ("simplify_again", simplify),
     ("dce", eliminate_dead_code),
+    ("fuse", fuse),  # last: a fusion is opaque to the passes above
 ]
 
 
