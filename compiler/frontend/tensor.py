@@ -7,7 +7,32 @@ import numpy as np
 from ir import DType, TensorType, dtype_of
 from ir.errors import DTypeError, ShapeError
 
-__all__ = ["Tensor", "as_array", "owned_array"]
+__all__ = ["Tensor", "as_array", "owned_array", "DonatedBufferError"]
+
+
+class DonatedBufferError(RuntimeError):
+    """A Tensor was used after its buffer was donated to a jitted function."""
+
+
+class _Donated:
+    """Stands in for the array of a Tensor donated to a jitted function (its buffer
+    now holds one of the function's results): every use raises, as in JAX."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str):
+        self.message = message
+
+    def _fail(self, *args, **kwargs):
+        raise DonatedBufferError(self.message)
+
+    def __getattr__(self, name):
+        if name == "message":
+            raise AttributeError(name)
+        self._fail()
+
+    # numpy looks these up on the type, not through __getattr__.
+    __array__ = __len__ = __iter__ = __getitem__ = __float__ = __int__ = _fail
 
 
 def owned_array(value, dtype=None) -> np.ndarray:
@@ -27,6 +52,8 @@ def as_array(value, dtype=None) -> np.ndarray:
     """
     if isinstance(value, Tensor):
         arr = value._array
+        if type(arr) is _Donated:
+            arr._fail()
     elif isinstance(value, np.ndarray) or np.isscalar(value) and isinstance(value, np.generic):
         arr = np.asarray(value)
     else:
@@ -82,6 +109,14 @@ class Tensor:
         t = object.__new__(cls)
         t._array = arr
         return t
+
+    def _donate(self, message: str) -> None:
+        # Internal: jit(donate_argnums=...) gave this tensor's buffer to a result.
+        self._array = _Donated(message)
+
+    def is_deleted(self) -> bool:
+        """True once the tensor was donated to a jitted function (then any use raises)."""
+        return type(self._array) is _Donated
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -141,6 +176,8 @@ class Tensor:
         return int(self.item())
 
     def __repr__(self) -> str:
+        if self.is_deleted():
+            return "Tensor(<deleted: donated to a jitted function>)"
         body = np.array2string(self._array, separator=", ", threshold=20)
         return f"Tensor({body}, dtype={self.dtype})"
 

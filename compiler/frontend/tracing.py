@@ -40,6 +40,9 @@ class Traced:
     captures: list[Variable]
     out_tree: TreeDef
     num_inputs: int
+    # The compiled program, once run_traced has needed it: later calls skip the
+    # structural lookup (printing the IR) that finding it again would cost.
+    executable: Any = None
 
     @property
     def reusable(self) -> bool:
@@ -137,4 +140,6 @@ def run_traced(traced: Traced, leaves: list, executable_for: Callable[[Function]
         inputs = [asvariable(x) for x in leaves] + list(traced.captures)
         return inline(traced.fn, inputs), True
     arrays = [leaf_array(x) for x in leaves] + traced.capture_arrays()
-    return executable_for(traced.fn)(*arrays), False
+    if traced.executable is None:
+        traced.executable = executable_for(traced.fn)
+    return traced.executable(*arrays), False
