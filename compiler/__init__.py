@@ -17,9 +17,9 @@ from compiler.frontend.numpy_api import (
     subtract, sum, take_along_axis, tanh, transpose, where, zeros_like,
 )
 from compiler.frontend.numpy_api import logistic as sigmoid
-from compiler.frontend.tensor import Tensor
+from compiler.frontend.tensor import DonatedBufferError, Tensor
 from compiler.frontend.variable import ConcretizationError, Variable
-from compiler.jit import jit
+from compiler.jit import DonationError, jit
 from ir import DType
 
 f32, f64, i32, i64 = DType.f32, DType.f64, DType.i32, DType.i64
@@ -29,6 +29,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Tensor", "Variable", "functional", "nn", "jit", "ConcretizationError", "DType",
+    "DonationError", "DonatedBufferError",
     "f32", "f64", "i32", "i64", "bool_",
     "abs", "add", "argmax", "argmin", "asvariable", "astype", "broadcast_to", "clip",
     "concatenate", "cos", "divide", "dot", "equal", "exp", "expand_dims", "expm1", "floor",
