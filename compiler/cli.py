@@ -1,6 +1,7 @@
 """``xlac``: compile a Python function from the command line.
 
     xlac compile model.py:loss --arg f32[4,3] --arg f32[3] [--grad] --emit ir|llvm|asm [-o FILE]
+    xlac cache info|list|clear [--cache-dir DIR]
 
 ``--grad`` differentiates the function (which must return a scalar) with
 respect to all its floating-point arguments; the emitted function returns the
@@ -16,6 +17,7 @@ import sys
 
 import numpy as np
 
+from compiler.cache_cli import add_cache_command, run_cache_command
 from ir import IRError, parse_type
 
 __all__ = ["main"]
@@ -87,7 +89,10 @@ def main(argv=None) -> int:
                              help="append the gradient w.r.t. every float argument")
     compile_cmd.add_argument("--emit", choices=sorted(EMIT_KINDS), default="ir")
     compile_cmd.add_argument("-o", "--output", help="write here instead of stdout")
+    add_cache_command(commands)
     args = parser.parse_args(argv)
+    if args.command == "cache":
+        return run_cache_command(args)
     return _compile(args)
 
 

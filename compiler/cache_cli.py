@@ -1,0 +1,74 @@
+"""``xlac cache info|list|clear``: look at or empty the persistent compile cache.
+
+    xlac cache info  [--cache-dir DIR]   folder, entry count, size
+    xlac cache list  [--cache-dir DIR]   one line per entry: program, size, age, CPU
+    xlac cache clear [--cache-dir DIR]   delete every entry
+
+Hits and misses of a running process (with the reason of each miss) come from
+``runtime.cache_stats()``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import runtime
+from compiler import flags
+
+__all__ = ["add_cache_command", "run_cache_command"]
+
+
+def add_cache_command(commands) -> None:
+    """Register ``cache`` on the CLI's subcommands."""
+    cmd = commands.add_parser("cache", help="show or clear the persistent compile cache")
+    cmd.add_argument("action", choices=["info", "list", "clear"])
+    cmd.add_argument("--cache-dir", metavar="DIR",
+                     help=f"the cache folder (default: ${flags.FLAGS['cache_dir'].env} or "
+                          "~/.cache/xla-py)")
+
+
+def run_cache_command(args: argparse.Namespace) -> int:
+    cache = runtime.CompileCache(flags.get("cache_dir", args.cache_dir))
+    if not cache.enabled:
+        print("compile cache: disabled")
+        return 0
+    if args.action == "clear":
+        print(f"removed {cache.clear()} entr(ies) from {cache.directory}")
+        return 0
+    info = cache.info()
+    print(f"compile cache: {info['directory']}\n"
+          f"  {info['entries']} entr(ies), {_size(info['bytes'])}")
+    if args.action == "list":
+        now = time.time()
+        for path in cache.entries():
+            try:
+                header = cache.describe(path)
+            except (OSError, ValueError) as error:
+                print(f"  {path.name}: unreadable ({error})")
+                continue
+            program = header.get("program", {})
+            environment = header.get("environment", {})
+            age = now - float(header.get("created", now))
+            print(f"  {path.stem[:12]}  {program.get('name', '?'):<20} "
+                  f"{_size(header['object_bytes']):>9}  {_age(age):>8} old  "
+                  f"{environment.get('cpu', '?')}")
+    return 0
+
+
+def _size(nbytes: float) -> str:
+    if nbytes < 1024:
+        return f"{nbytes:.0f} B"
+    if nbytes < 1024 ** 2:
+        return f"{nbytes / 1024:.1f} KiB"
+    return f"{nbytes / 1024 ** 2:.1f} MiB"
+
+
+def _age(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} d"
