@@ -150,7 +150,9 @@ def load_cached(program_text: str, build: Callable[[], object], *, name: str,
     offset = numpy_data_offset()
     start = time.perf_counter()
     key = environment = None
-    if cache.enabled:
+    if not cache.enabled:
+        cache.load("", program=name)  # recorded as a miss, reason "disabled"
+    else:
         environment = cache_environment(salt, offset)
         key = cache.key(program_text, environment)
         found = cache.load(key, program=name, environment=environment)

@@ -1,0 +1,257 @@
+"""The persistent compile cache: entries, keys, bad entries, stats, other processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import runtime
+from runtime.cache import CompileCache, ProgramInfo, environment
+from ir import Builder, DType, TensorType
+from compiler.backend import compile_function
+
+pytestmark = pytest.mark.llvm
+
+F32 = DType.f32
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _program(name="cached", scale=2.0):
+    b = Builder(name)
+    x = b.param(TensorType(F32, (8,)))
+    y = b.add(b.mul(x, b.constant(scale, F32, (8,))), b.constant(1.0, F32, (8,)))
+    return b.finish([y, b.reduce_sum(y, axes=[0])])
+
+
+def _check(exe, scale=2.0):
+    x = np.arange(8, dtype=np.float32)
+    y, total = exe(x)
+    np.testing.assert_array_equal(y, x * np.float32(scale) + 1)
+    assert total == pytest.approx(float((x * scale + 1).sum()))
+
+
+def _events(since: int):
+    return runtime.cache_stats().events[since:]
+
+
+def _count_events() -> int:
+    return len(runtime.cache_stats().events)
+
+
+def test_miss_then_store_then_hit_in_process(tmp_path):
+    cache = CompileCache(tmp_path)
+    before = _count_events()
+    first = compile_function(_program(), cache=cache)
+    assert [e.outcome for e in _events(before)] == ["miss", "store"]
+    assert _events(before)[0].reason == "not cached"
+    assert set(first.compile_seconds) == {"parse", "optimize", "codegen", "link"}
+    (entry,) = cache.entries()
+    assert entry.suffix == ".xo" and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+    before = _count_events()
+    second = compile_function(_program(), cache=cache)
+    assert [e.outcome for e in _events(before)] == ["hit"]
+    assert set(second.compile_seconds) == {"cache_load", "link"}
+    _check(second)
+    # The LLVM IR was never built for the hit; asking for it regenerates it.
+    assert second._llvm_ir is not first.llvm_ir and callable(second._llvm_ir)
+    assert second.llvm_ir == first.llvm_ir
+    assert "define" in second.optimized_llvm_ir and "entry:" in second.asm
+
+
+def test_source_locations_do_not_change_the_key_but_the_program_does(tmp_path):
+    cache = CompileCache(tmp_path)
+    compile_function(_program(), cache=cache)
+    located = _program()
+    for eqn in located.eqns:
+        eqn.loc = "elsewhere.py:99"
+    before = _count_events()
+    compile_function(located, cache=cache)
+    assert [e.outcome for e in _events(before)] == ["hit"]
+    before = _count_events()
+    _check(compile_function(_program(scale=3.0), cache=cache), scale=3.0)
+    assert [e.outcome for e in _events(before)] == ["miss", "store"]
+    assert len(cache.entries()) == 2
+
+
+def _corrupt_truncate(path: pathlib.Path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _corrupt_flip(path: pathlib.Path):
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0xFF  # inside the object code
+    path.write_bytes(bytes(data))
+
+
+def _corrupt_magic(path: pathlib.Path):
+    data = bytearray(path.read_bytes())
+    data[:8] = b"GARBAGE!"
+    path.write_bytes(bytes(data))
+
+
+def _corrupt_empty(path: pathlib.Path):
+    path.write_bytes(b"")
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (_corrupt_truncate, "truncated"),
+    (_corrupt_flip, "corrupt"),
+    (_corrupt_magic, "bad magic"),
+    (_corrupt_empty, "truncated"),
+])
+def test_a_bad_entry_is_detected_and_recompiled_never_loaded(tmp_path, damage, reason):
+    cache = CompileCache(tmp_path)
+    compile_function(_program(), cache=cache)
+    (entry,) = cache.entries()
+    damage(entry)
+    stats_before = runtime.cache_stats()
+    before = _count_events()
+    exe = compile_function(_program(), cache=cache)
+    events = _events(before)
+    assert [e.outcome for e in events] == ["miss", "store"]
+    assert events[0].reason.startswith(reason), events[0].reason
+    assert runtime.cache_stats().errors == stats_before.errors + 1
+    assert set(exe.compile_seconds) >= {"optimize", "codegen"}  # really recompiled
+    _check(exe)
+    # The entry was replaced by a good one.
+    before = _count_events()
+    _check(compile_function(_program(), cache=cache))
+    assert [e.outcome for e in _events(before)] == ["hit"]
+
+
+def test_a_changed_environment_is_a_stale_miss_that_names_the_component(tmp_path):
+    cache = CompileCache(tmp_path)
+    info = ProgramInfo("p", "entry", "entry_py", (TensorType(F32, (1,)),),
+                       (TensorType(F32, (1,)),), 0, True)
+    old = environment("compiler-1", 24)
+    new = environment("compiler-2", 24)
+    cache.store(cache.key("program text", old), b"object", info, environment=old)
+    before = _count_events()
+    assert cache.load(cache.key("program text", new), program="p", environment=new) is None
+    (event,) = _events(before)
+    assert event.reason.startswith("stale: cached for another compiler: compiler-1 -> compiler-2")
+    assert cache.load(cache.key("other text", new), program="p", environment=new) is None
+    assert _events(before)[-1].reason == "not cached"
+    found = cache.load(cache.key("program text", old), program="p", environment=old)
+    assert found == (b"object", info)
+
+
+def test_entry_header_round_trips_program_info(tmp_path):
+    cache = CompileCache(tmp_path)
+    info = ProgramInfo("p", "entry", "entry_py",
+                       (TensorType(F32, (2, 3)), TensorType(DType.bool, ())),
+                       (TensorType(DType.i64, (0,)), TensorType(F32, (2, 3))), 192, True,
+                       donated=((1, 0),))
+    env = environment("salt", None)
+    path = cache.store(cache.key("t", env), b"\x7fELF...", info, environment=env)
+    assert cache.load(cache.key("t", env), environment=env) == (b"\x7fELF...", info)
+    header = cache.describe(path)
+    assert header["program"]["name"] == "p" and header["object_bytes"] == 7
+    assert header["environment"]["cpu"] == runtime.host_target().cpu
+
+
+def test_clear_info_and_disabled(tmp_path):
+    cache = CompileCache(tmp_path / "sub")
+    assert cache.info()["entries"] == 0 and cache.clear() == 0  # no folder yet
+    compile_function(_program(), cache=cache)
+    compile_function(_program(scale=5.0), cache=cache)
+    assert cache.info()["entries"] == 2 and cache.info()["bytes"] > 0
+    assert cache.clear() == 2 and cache.entries() == []
+
+    off = CompileCache("off")
+    assert not off.enabled and off.info()["entries"] == 0
+    before = _count_events()
+    _check(compile_function(_program(), cache=off))
+    assert [(e.outcome, e.reason) for e in _events(before)] == [("miss", "disabled")]
+
+
+def test_default_folder_follows_the_environment(monkeypatch, tmp_path):
+    from runtime.cache import default_cache_dir
+
+    monkeypatch.delenv("XLAC_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "xla-py"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert default_cache_dir() == pathlib.Path.home() / ".cache" / "xla-py"
+    monkeypatch.setenv("XLAC_CACHE_DIR", str(tmp_path / "mine"))
+    assert CompileCache().directory == tmp_path / "mine"
+    monkeypatch.setenv("XLAC_CACHE_DIR", "off")
+    assert not CompileCache().enabled
+
+
+def test_flag_is_defined_once_and_mirrors_the_runtime():
+    from compiler import flags
+
+    assert flags.FLAGS["cache_dir"].env == runtime.cache.CACHE_DIR_ENV == "XLAC_CACHE_DIR"
+
+
+def test_a_changed_knob_changes_the_key(tmp_path, monkeypatch):
+    cache = CompileCache(tmp_path)
+    compile_function(_program(), cache=cache)
+    monkeypatch.setenv("XLAC_NUM_THREADS", "1")
+    before = _count_events()
+    _check(compile_function(_program(), cache=cache))
+    events = _events(before)
+    assert events[0].outcome == "miss" and "compiler" in events[0].reason
+
+
+def test_stats_string_names_miss_reasons():
+    text = str(runtime.cache_stats())
+    assert text.startswith("compile cache: ") and "hit(s)" in text
+
+
+_CHILD = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import runtime
+    import runtime.loader
+    from compiler import jit
+
+    if sys.argv[1] == "warm":
+        # A warm start must not run LLVM, nor even build the LLVM IR.
+        def refuse(*args, **kwargs):
+            raise AssertionError("LLVM was run on a cache hit")
+        runtime.loader.compile_program = refuse
+        import compiler.backend
+        compiler.backend.lower = refuse
+
+    @jit
+    def step(w, x):
+        return w - 0.5 * (x @ w), (x * x).sum()
+
+    w = np.eye(4, dtype=np.float32)
+    x = np.arange(16, dtype=np.float32).reshape(4, 4)
+    new_w, total = step(w, x)
+    stats = runtime.cache_stats()
+    print(json.dumps({"hits": stats.hits, "misses": stats.misses, "stores": stats.stores,
+                      "reasons": [e.reason for e in stats.events if e.outcome == "miss"],
+                      "w": np.asarray(new_w).tolist(), "total": float(total)}))
+""")
+
+
+def _child(mode: str, cache_dir: pathlib.Path) -> dict:
+    env = dict(os.environ, XLAC_CACHE_DIR=str(cache_dir))
+    done = subprocess.run([sys.executable, "-c", _CHILD, mode], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_second_process_skips_llvm(tmp_path):
+    cold = _child("cold", tmp_path)
+    assert (cold["hits"], cold["misses"], cold["stores"]) == (0, 1, 1)
+    assert cold["reasons"] == ["not cached"]
+    warm = _child("warm", tmp_path)
+    assert (warm["hits"], warm["misses"], warm["stores"]) == (1, 0, 0)
+    assert warm["w"] == cold["w"] and warm["total"] == cold["total"]
+    x = np.arange(16, dtype=np.float32).reshape(4, 4)
+    np.testing.assert_allclose(warm["w"], np.eye(4) - 0.5 * x, rtol=1e-6)
