@@ -143,12 +143,14 @@ class Jitted:
         if program is None:
             program = self._programs[signature] = _Program(
                 traced, self._donated_leaves(signature), self._name)
-        result = program.run(leaves, program.arrays_of(leaves))
+        key = None
         if self._fast_ok and not kwargs and all(type(a) in (_ndarray, _Tensor) for a in args):
-            key = []
+            key = []  # taken now: running may delete donated Tensors
             for arg in args:
                 array = arg._array if type(arg) is _Tensor else arg
                 key += [array.shape, array.dtype]
+        result = program.run(leaves, program.arrays_of(leaves))
+        if key is not None:  # the call succeeded: later ones may take the fast path
             self._fast[tuple(key)] = program
         return result
 
