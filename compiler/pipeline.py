@@ -19,6 +19,7 @@ import runtime
 from compiler import flags
 from compiler.passes import (eliminate_common_subexpressions, eliminate_dead_code,
                              fold_constants, fuse, simplify)
+from compiler.passes.dot_layout import fold_dot_transposes
 from ir import Function, print_function
 from ir.verify import verify
 
@@ -32,6 +33,7 @@ PASSES: list[tuple[str, Pass]] = [
     ("cse", eliminate_common_subexpressions),
     ("simplify_again", simplify),
     ("dce", eliminate_dead_code),
+    ("dot_layout", fold_dot_transposes),  # before fuse: it would clone the transposes
     ("fuse", fuse),  # last: a fusion is opaque to the passes above
 ]
 

@@ -200,6 +200,14 @@ _add(OpSample("dot", [_t(F64, 1, 7), _t(F64, 7, 1)], differentiable=(0, 1)))
 _add(OpSample("dot", [_t(F32, 17, 33), _t(F32, 33, 9)]))
 _add(OpSample("dot", [_t(I32, 3, 2), _t(I32, 2, 4)]))
 _add(OpSample("dot", [_t(I64, 2, 2), _t(I64, 2, 2)]))
+_add(OpSample("dot", [_t(F32, 4, 3), _t(F32, 4, 5)], {"transpose_lhs": True},
+              differentiable=(0, 1)))
+_add(OpSample("dot", [_t(F64, 2, 3, 4), _t(F64, 2, 5, 4)], {"transpose_rhs": True},
+              differentiable=(0, 1)))
+_add(OpSample("dot", [_t(F64, 4, 3), _t(F64, 5, 4)],
+              {"transpose_lhs": True, "transpose_rhs": True}, differentiable=(0, 1)))
+_add(OpSample("dot", [_t(I32, 2, 3), _t(I32, 4, 2)],
+              {"transpose_lhs": True, "transpose_rhs": True}))
 
 _add(OpSample("constant", [], {"value": 1.5, "dtype": F32, "shape": [2, 3]}))
 _add(OpSample("constant", [], {"value": [1.0, -2.5, float("inf")], "dtype": F64, "shape": [3]}))

@@ -66,12 +66,6 @@ def _unreduce(b: Builder, g: Value, target: Value, axes) -> Value:
     return b.broadcast(g, shape=target.shape, dims=kept)
 
 
-def _swap_last(b: Builder, x: Value) -> Value:
-    perm = list(range(x.type.rank))
-    perm[-2], perm[-1] = perm[-1], perm[-2]
-    return b.transpose(x, perm=perm)
-
-
 # --- elementwise unary ---------------------------------------------------------------------
 
 
@@ -260,10 +254,23 @@ def _concat(b, eqn, g):
 # --- linear algebra ------------------------------------------------------------------------
 
 
+def _dot_t(b, x, y, tx: bool, ty: bool):
+    """op(x) @ op(y), op transposing the last two axes where asked (dot attributes)."""
+    attrs = {name: True for name, flag in (("transpose_lhs", tx), ("transpose_rhs", ty)) if flag}
+    return b.dot(x, y, **attrs)
+
+
 def _dot(b, eqn, g):
-    """C = A @ B (batched): dA = G @ B^T, dB = A^T @ G, transposing the last two axes."""
+    """C = op(A) @ op(B) (batched; op = transpose_lhs/_rhs): dop(A) = G @ op(B)^T and
+    dop(B) = op(A)^T @ G, written as dots with transposed operands, never transposes."""
     lhs, rhs = eqn.inputs
-    return [b.dot(g, _swap_last(b, rhs)), b.dot(_swap_last(b, lhs), g)]
+    ta = bool(eqn.attrs.get("transpose_lhs", False))
+    tb = bool(eqn.attrs.get("transpose_rhs", False))
+    # dA = (G @ op(B)^T)^T = op(B) @ G^T when A is stored transposed.
+    d_lhs = _dot_t(b, rhs, g, tb, True) if ta else _dot_t(b, g, rhs, False, not tb)
+    # dB = (op(A)^T @ G)^T = G^T @ op(A) when B is stored transposed.
+    d_rhs = _dot_t(b, g, lhs, True, ta) if tb else _dot_t(b, lhs, g, not ta, False)
+    return [d_lhs, d_rhs]
 
 
 # NOTE: [The rule table]

@@ -27,9 +27,26 @@ __all__ = ["counted_loop", "pack_block"]
 _NUW_NSW = ("nuw", "nsw")
 
 
+def _loop_hints(module: ll.Module, vectorize: bool, unroll: bool):
+    """Loop metadata ``!{self, hints...}`` turning off the vectoriser and/or the unroller."""
+    hints = []
+    if not vectorize:
+        hints.append(module.add_metadata([
+            ll.MetaDataString(module, "llvm.loop.vectorize.enable"),
+            ll.Constant(ll.IntType(1), 0)]))
+    if not unroll:
+        hints.append(module.add_metadata([ll.MetaDataString(module, "llvm.loop.unroll.disable")]))
+    node = module.add_metadata([None, *hints])  # cached: one node per set of hints
+    if node.operands[0] is not node:  # new: make it refer to itself, as loop IDs do
+        node.operands = (node, *hints)
+    return node
+
+
 @contextlib.contextmanager
-def counted_loop(b: ll.IRBuilder, count: ll.Value, *, name: str) -> Iterator[ll.Value]:
-    """``for i in range(count)`` for a runtime (or constant) ``count >= 1``."""
+def counted_loop(b: ll.IRBuilder, count: ll.Value, *, name: str, vectorize: bool = True,
+                 unroll: bool = True) -> Iterator[ll.Value]:
+    """``for i in range(count)`` for a runtime (or constant) ``count >= 1``;
+    ``vectorize=False`` / ``unroll=False`` keep LLVM's vectoriser / unroller off it."""
     if isinstance(count, ll.Constant) and count.constant == 1:
         yield index_constant(0)
         return
@@ -44,7 +61,9 @@ def counted_loop(b: ll.IRBuilder, count: ll.Value, *, name: str) -> Iterator[ll.
     more = b.icmp_unsigned("<", next_index, count)
     latch = b.block
     exit_block = b.append_basic_block(f"{name}.exit")
-    b.cbranch(more, body, exit_block)
+    branch = b.cbranch(more, body, exit_block)
+    if not (vectorize and unroll):
+        branch.set_metadata("llvm.loop", _loop_hints(b.module, vectorize, unroll))
     index.add_incoming(next_index, latch)
     b.position_at_end(exit_block)
 
@@ -111,14 +130,17 @@ def _pack_panel(b, etype, dst, src, depth, width, valid, stride_t, stride_k, pad
         return
     # k is contiguous in the source: read each element's row along k
     # contiguously and write with stride ``width`` (the transposing copy).
-    for r in range(width):
-        if r >= valid and not pad:
-            break
-        row_src = _gep(b, src, index_constant(r * stride_t), etype)
-        with counted_loop(b, depth, name=f"{name}{r}") as p:
-            out = _gep(b, dst, b.add(_mul(b, p, width), index_constant(r), flags=_NUW_NSW),
-                       etype)
-            if r < valid:
-                b.store(b.load(_gep(b, row_src, p, etype), typ=etype), out)
-            else:
+    # Vectorised, this loop becomes scatters (slow, and a lot of code).
+    # Kept rolled: one copy loop instead of ``width`` unrolled ones.
+    with counted_loop(b, index_constant(valid), name=f"{name}.r", unroll=False) as r:
+        row_src = _gep(b, src, _mul(b, r, stride_t), etype)
+        with counted_loop(b, depth, name=name, vectorize=False) as p:
+            out = _gep(b, dst, b.add(_mul(b, p, width), r, flags=_NUW_NSW), etype)
+            b.store(b.load(_gep(b, row_src, p, etype), typ=etype), out)
+    if pad and valid < width:
+        with counted_loop(b, index_constant(width - valid), name=f"{name}.z",
+                          unroll=False) as z:
+            r = b.add(z, index_constant(valid), flags=_NUW_NSW)
+            with counted_loop(b, depth, name=f"{name}.zp", vectorize=False) as p:
+                out = _gep(b, dst, b.add(_mul(b, p, width), r, flags=_NUW_NSW), etype)
                 b.store(zero, out)

@@ -174,9 +174,9 @@ def _summation_bound(op: str, args, attrs) -> np.ndarray:
             n = int(np.prod([args[0].shape[a] for a in axes]))
             magnitude = np.sum(x, axis=axes)
         else:
-            a, b = (np.abs(v.astype(np.float64)) for v in args)
-            n = args[0].shape[-1]
-            magnitude = np.matmul(np.nan_to_num(a), np.nan_to_num(b))
+            a, b = (np.nan_to_num(np.abs(v.astype(np.float64))) for v in args)
+            n = args[0].shape[-2 if attrs.get("transpose_lhs") else -1]
+            magnitude = all_ops()["dot"].ref([a, b], attrs)  # honours transpose_lhs/_rhs
     tiny = np.finfo(args[0].dtype).tiny
     return 2 * max(n, 1) * eps * magnitude + tiny
 
