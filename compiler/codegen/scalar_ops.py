@@ -16,19 +16,18 @@ each operand (register values: bool is ``i1``). Each follows the op's numpy
 
 from __future__ import annotations
 
-import contextlib
 from typing import Callable
 
 import llvmlite.ir as ll
 
 from ir.core import Eqn
 from ir.dtypes import DType
+from compiler import flags
 from compiler.codegen import vmath
 from compiler.codegen.intrinsics import call_intrinsic, call_libm
 from compiler.codegen.llvm_types import I1, constant, value_type
 
-__all__ = ["ELEMENTWISE_EMITTERS", "LIBM_EMITTERS", "ScalarEmitter", "convert",
-           "libm_transcendentals"]
+__all__ = ["ELEMENTWISE_EMITTERS", "LIBM_EMITTERS", "ScalarEmitter", "convert"]
 
 ScalarEmitter = Callable[[ll.IRBuilder, Eqn, list], ll.Value]
 
@@ -105,7 +104,8 @@ def _rsqrt(b, eqn, xs):
 
 # The scalar libm versions: one call per element (LLVM scalarises ``llvm.exp``
 # & co. into libm calls), so loops over them do not vectorise. They serve the
-# dtypes vmath.py does not cover and are the benchmarks' baseline.
+# dtypes vmath.py does not cover, and every dtype under XLAC_SCALAR_LIBM=1 (the
+# benchmarks' baseline; the flag is part of compile-cache keys).
 LIBM_EMITTERS: dict[str, ScalarEmitter] = {
     "exp": lambda b, eqn, xs: call_intrinsic(b, "llvm.exp", xs),
     "log": lambda b, eqn, xs: call_intrinsic(b, "llvm.log", xs),
@@ -116,31 +116,13 @@ LIBM_EMITTERS: dict[str, ScalarEmitter] = {
     "log1p": lambda b, eqn, xs: call_libm(b, "log1p", xs),
     "expm1": lambda b, eqn, xs: call_libm(b, "expm1", xs),
 }
-_use_libm = False
-
-
-@contextlib.contextmanager
-def libm_transcendentals():
-    """Kernels lowered inside this block call libm for every transcendental.
-
-    For side-by-side comparisons (benchmarks/transcendentals.py, tests) only:
-    it switches a module global, so it is not thread-safe, and
-    ``pipeline.compile_cached`` may hand back a program lowered outside the
-    block (use ``backend.compile_function``).
-    """
-    global _use_libm
-    saved, _use_libm = _use_libm, True
-    try:
-        yield
-    finally:
-        _use_libm = saved
 
 
 def _transcendental(name: str) -> ScalarEmitter:
     libm = LIBM_EMITTERS[name]
 
     def emit(b, eqn, xs):
-        if _use_libm or not vmath.has_vector_version(name, xs[0].type):
+        if flags.get("scalar_libm") == "1" or not vmath.has_vector_version(name, xs[0].type):
             return libm(b, eqn, xs)
         return vmath.emit(b, name, xs)
 
