@@ -195,3 +195,34 @@ def test_functional_transforms_reuse_their_executable():
     finally:
         pipeline.structural_key = original
     assert not calls  # the executable was found on the trace, not by printing the IR
+
+
+def test_containers_of_arrays_take_the_fast_path_too(monkeypatch):
+    def step(params, x):
+        return {"w": params["w"] - x.sum(), "b": [params["b"][0] * 2, None]}, params["w"].sum()
+
+    f = jit(step)
+    params = {"w": np.ones((2, 2), np.float32), "b": [np.ones(3, np.float32), None]}
+    x = np.ones(2, np.float32)
+    first = f(params, x)
+    _refuse_general_path(monkeypatch, f)
+    second = f({"b": [Tensor(params["b"][0]), None], "w": params["w"]}, x)  # key order is free
+    np.testing.assert_array_equal(np.asarray(second[0]["w"]), np.asarray(first[0]["w"]))
+    assert second[0]["b"][1] is None and float(second[1]) == 4.0
+    # Another structure or type is another key (and here, the general path).
+    for other in ({"w": params["w"], "b": (params["b"][0], None)},
+                  {"w": params["w"], "b": [params["b"][0].astype(np.float64), None]},
+                  {"w": params["w"], "b": [params["b"][0]], "c": None}):
+        with pytest.raises(AssertionError, match="general path"):
+            f(other, x)
+
+
+def test_tree_keys_are_unambiguous():
+    from compiler.jit import _tree_key
+
+    a, b = np.ones(2, np.float32), np.ones((), np.float32)
+    calls = [(a, b), ((a, b),), ([a, b],), ({"x": a, "y": b},), ((a,), b), (a, (b,)),
+             ({"x": (a, b)},), (None, a, b), ({"x": a}, {"y": b}), ([a], [b]), ([[a, b]],)]
+    keys = [_tree_key(c)[0] for c in calls]
+    assert len(set(keys)) == len(keys)
+    assert _tree_key((a, 1.0)) is None and _tree_key(({1: a, "x": b},)) is None
