@@ -12,6 +12,7 @@ from ir.core import Function
 from ir.printer import print_function
 from compiler import flags
 from compiler.codegen import lower
+from compiler.codegen.lower import memory_plan_text
 
 try:  # ir/verify.py is being written concurrently; lower() re-checks types regardless
     from ir.verify import verify as _verify
@@ -40,10 +41,13 @@ def compile_function(fn: Function, *, donated: Mapping[int, int] | None = None,
         text += f"\ndonated {sorted(donated.items())}\n"
     if cache is None:
         cache = runtime.CompileCache(flags.get("cache_dir"))
-    return runtime.load_cached(
+    exe = runtime.load_cached(
         text, lambda: lower(fn, donated=donated), name=fn.name, salt=codegen_salt(),
         cache=cache, donated=sorted(donated.items()),
     )
+    # Text about the IR, not the object code, so rebuilt for a cache hit too (dump.py writes it).
+    exe.memory_plan = memory_plan_text(fn, donated)
+    return exe
 
 
 def codegen_salt() -> str:

@@ -21,11 +21,12 @@ from ir.core import Function
 from ir.dtypes import TensorType
 from compiler.codegen.check import checked_equations
 from compiler.codegen.donation import place_donated_results
+from compiler.codegen.fused import inplace_pairs
 from compiler.codegen.kernels import emit_kernel, scratch_bytes
 from compiler.codegen.llvm_types import I1, I64, PTR, VOID, index_constant
 from compiler.codegen.memory import MemoryPlan, plan_memory
 
-__all__ = ["LoweredProgram", "lower", "lower_function"]
+__all__ = ["LoweredProgram", "lower", "lower_function", "plan_program", "memory_plan_text"]
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,7 @@ def lower(fn: Function, *, entry: str = "entry",
     ``donated`` maps result indices to parameter indices whose buffers the
     runtime passes as those results' buffers (see codegen/donation.py).
     """
-    eqns = checked_equations(fn)
-    fn = Function(fn.name, list(fn.params), eqns, list(fn.outputs))
-    fn, unchanged = place_donated_results(fn, dict(donated or {}))
-    plan = plan_memory(fn, scratch_bytes)
+    fn, unchanged, plan = plan_program(fn, donated)
     module = ll.Module(name=fn.name)
 
     entry_fn = ll.Function(module, ll.FunctionType(VOID, [PTR]), entry)
@@ -89,6 +87,22 @@ def lower(fn: Function, *, entry: str = "entry",
         param_types=tuple(fn.param_types), result_types=tuple(fn.output_types),
         arena_bytes=plan.arena_bytes,
     )
+
+
+def plan_program(fn: Function, donated: Mapping[int, int] | None = None
+                 ) -> tuple[Function, set[int], MemoryPlan]:
+    """``fn`` as lowered (checked, donated results placed), the donated results
+    needing no work, and its memory plan (codegen/memory.py)."""
+    eqns = checked_equations(fn)
+    fn = Function(fn.name, list(fn.params), eqns, list(fn.outputs))
+    fn, unchanged = place_donated_results(fn, dict(donated or {}))
+    return fn, unchanged, plan_memory(fn, scratch_bytes, inplace_pairs)
+
+
+def memory_plan_text(fn: Function, donated: Mapping[int, int] | None = None) -> str:
+    """The printed memory plan ``lower`` uses for ``fn`` (no LLVM IR is built)."""
+    prepared, _, plan = plan_program(fn, donated)
+    return plan.describe(prepared)
 
 
 class _Pointers:
