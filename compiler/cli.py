@@ -1,11 +1,14 @@
 """``xlac``: compile a Python function from the command line.
 
     xlac compile model.py:loss --arg f32[4,3] --arg f32[3] [--grad] --emit ir|llvm|asm [-o FILE]
+                 [--dump-dir DIR]
     xlac cache info|list|clear [--cache-dir DIR]
 
 ``--grad`` differentiates the function (which must return a scalar) with
 respect to all its floating-point arguments; the emitted function returns the
 value followed by the gradients. The IR text parses back with ``ir.parse_function``.
+``--dump-dir DIR`` also compiles to native code and writes every stage into DIR
+(the IR after each pass, LLVM IR, assembly, memory plan, summary: compiler/dump.py).
 """
 
 from __future__ import annotations
@@ -66,6 +69,10 @@ def _compile(args) -> int:
     fn = _load_function(args.target)
     try:
         lowered = _lowered(fn, types, args.grad)
+        if args.dump_dir:
+            from compiler.pipeline import compile_function
+
+            compile_function(lowered.function, dump_dir=args.dump_dir)
         text = lowered.as_text(EMIT_KINDS[args.emit])
     except (IRError, TypeError, ValueError) as error:
         print(f"xlac: {type(error).__name__}: {error}", file=sys.stderr)
@@ -89,6 +96,9 @@ def main(argv=None) -> int:
                              help="append the gradient w.r.t. every float argument")
     compile_cmd.add_argument("--emit", choices=sorted(EMIT_KINDS), default="ir")
     compile_cmd.add_argument("-o", "--output", help="write here instead of stdout")
+    compile_cmd.add_argument("--dump-dir", metavar="DIR",
+                             help="write the IR after every pass, LLVM IR, assembly, memory "
+                                  "plan and a summary into DIR (like XLAC_DUMP_DIR)")
     add_cache_command(commands)
     args = parser.parse_args(argv)
     if args.command == "cache":

@@ -72,7 +72,8 @@ class DonationError(ValueError):
 
 
 def jit(fn: Callable | None = None, *, static_argnums: Sequence[int] | int = (),
-        static_argnames: Sequence[str] | str = (), donate_argnums: Sequence[int] | int = ()):
+        static_argnames: Sequence[str] | str = (), donate_argnums: Sequence[int] | int = (),
+        dump_dir: str | None = None):
     """Compile ``fn`` for each distinct input signature (shapes, dtypes, structure
     of nested tuples/lists/dicts, and the values of static arguments).
 
@@ -82,11 +83,14 @@ def jit(fn: Callable | None = None, *, static_argnums: Sequence[int] | int = (),
     arguments (see [Donation] above): a training step updates its parameters in
     place, e.g. ``step = jit(step, donate_argnums=(0, 1))`` for
     ``params, opt_state, loss = step(params, opt_state, x, y)``.
+    ``dump_dir`` writes what each compilation produced into that folder (the IR
+    after every pass, LLVM IR, assembly, memory plan, summary: compiler/dump.py).
     """
     if fn is None:
         return functools.partial(jit, static_argnums=static_argnums,
-                                 static_argnames=static_argnames, donate_argnums=donate_argnums)
-    return Jitted(fn, static_argnums, static_argnames, donate_argnums)
+                                 static_argnames=static_argnames, donate_argnums=donate_argnums,
+                                 dump_dir=dump_dir)
+    return Jitted(fn, static_argnums, static_argnames, donate_argnums, dump_dir=dump_dir)
 
 
 def _as_tuple(value, kind) -> tuple:
@@ -96,8 +100,10 @@ def _as_tuple(value, kind) -> tuple:
 class Jitted:
     """A jit-compiled function; ``.lower(*args)`` shows what it compiles to."""
 
-    def __init__(self, fn: Callable, static_argnums=(), static_argnames=(), donate_argnums=()):
+    def __init__(self, fn: Callable, static_argnums=(), static_argnames=(), donate_argnums=(),
+                 dump_dir: str | None = None):
         self.fn = fn
+        self.dump_dir = dump_dir
         self.static_argnums = _as_tuple(static_argnums, int)
         self.static_argnames = _as_tuple(static_argnames, str)
         self.donate_argnums = tuple(sorted(set(_as_tuple(donate_argnums, int))))
@@ -148,7 +154,7 @@ class Jitted:
         program = self._programs.get(signature)
         if program is None:
             program = self._programs[signature] = _Program(
-                traced, self._donated_leaves(signature), self._name)
+                traced, self._donated_leaves(signature), self._name, self.dump_dir)
         # The fast-path key is taken now: running may delete donated Tensors.
         found = _tree_key(args) if self._fast_ok and not kwargs else None
         result = program.run(leaves, program.arrays_of(leaves))
@@ -210,12 +216,13 @@ class _Program:
 
     __slots__ = ("traced", "exe", "donated", "donated_leaves", "out_tree", "single", "flat")
 
-    def __init__(self, traced: Traced, donated_leaves: dict[int, str], name: str):
+    def __init__(self, traced: Traced, donated_leaves: dict[int, str], name: str,
+                 dump_dir: str | None = None):
         self.traced = traced
         self.donated_leaves = donated_leaves
         pairs = _pair_donations(traced.fn, donated_leaves, name)
         self.donated = tuple(sorted((i, j) for j, i in pairs.items()))  # (leaf i, result j)
-        self.exe = compile_cached(traced.fn, donated=pairs)
+        self.exe = compile_cached(traced.fn, donated=pairs, dump_dir=dump_dir)
         self.out_tree = traced.out_tree
         self.single = traced.out_tree.kind == "leaf"
         self.flat = traced.out_tree.kind == "tuple" and all(

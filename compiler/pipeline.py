@@ -109,19 +109,28 @@ def structural_key(fn: Function) -> str:
 
 
 _CACHE: dict[str, object] = {}
+_DUMPED: set[tuple[str, str]] = set()  # (program, dump folder) pairs already written
 
 
-def compile_cached(fn: Function, donated: dict[int, int] | None = None):
-    """``compile_function`` memoised by the structure of ``fn`` (and the donations)."""
+def compile_cached(fn: Function, donated: dict[int, int] | None = None,
+                   dump_dir: str | None = None):
+    """``compile_function`` memoised by the structure of ``fn`` (and the donations).
+
+    With ``dump_dir``, the first request per folder compiles again with dumps,
+    so the folder is written even when the program was compiled before.
+    """
     key = structural_key(fn)
     if donated:
         key += f"\ndonated {sorted(donated.items())}"
     exe = _CACHE.get(key)
-    if exe is None:
-        exe = _CACHE[key] = compile_function(fn, donated=donated)
+    if exe is None or (dump_dir and (key, dump_dir) not in _DUMPED):
+        exe = _CACHE[key] = compile_function(fn, donated=donated, dump_dir=dump_dir)
+        if dump_dir:
+            _DUMPED.add((key, dump_dir))
     return exe
 
 
 def clear_cache() -> None:
     """Forget every compiled executable (they are freed when no longer referenced)."""
     _CACHE.clear()
+    _DUMPED.clear()

@@ -219,7 +219,8 @@ class _Groups:
             return f"'{culprit.op}' is not fusible (its own kernel)"
         members = self._union_members(a, b)
         try:
-            plan_fusion(members, self._inputs(members), self._outputs(members))
+            plan_fusion(members, self._inputs(members), self._outputs(members), schedule=False,
+                        checked=True)
         except NotFusible as error:
             return str(error)
         if self._reaches(a, b) or self._reaches(b, a):
