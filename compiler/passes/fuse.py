@@ -131,18 +131,17 @@ def _clone_cheap_producers(fn: Function) -> Function:
         readers.setdefault(v, set()).add("result")
     producer = {v: e for e in fn.eqns for v in e.outputs}
 
-    def shared_cheap(v: Value) -> bool:
-        e = producer.get(v)
-        return e is not None and e.op in CHEAP_TO_DUPLICATE and e.body is None and len(readers[v]) > 1
-
     eqns: list[Eqn] = []
 
-    def private(v: Value) -> Value:
-        """A fresh copy of v's cheap producer chain, emitted before the current reader."""
-        if not shared_cheap(v):
+    def private(v: Value, copy: bool = False) -> Value:
+        """A fresh copy of v's cheap producer chain if it is shared (or ``copy``:
+        the reader is itself a copy), emitted before the current reader."""
+        e = producer.get(v)
+        if e is None or e.op not in CHEAP_TO_DUPLICATE or e.body is not None:
             return v
-        e = producer[v]
-        inputs = tuple(private(u) for u in e.inputs)
+        if not copy and len(readers[v]) <= 1:
+            return v
+        inputs = tuple(private(u, copy=True) for u in e.inputs)
         outputs = tuple(Value(u.type) for u in e.outputs)
         eqns.append(Eqn(e.op, inputs, outputs, dict(e.attrs), e.loc))
         return outputs[0]
