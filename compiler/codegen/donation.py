@@ -15,17 +15,22 @@ correct only if nothing needs the old values afterwards:
 
 1. the producer is the last equation reading the parameter (in program
    order), and no result is the parameter itself;
-2. the producer reads the parameter only at the index it writes: an
-   elementwise op (all operands have the result's shape), or a single-output
-   fusion whose body reaches the parameter only through elementwise ops of
-   the result's shape. A kernel then loads every operand element it needs for
-   ``out[k]`` before it stores ``out[k]`` and never touches ``in[k]`` again,
-   which is what makes the shared buffer safe even though kernels take their
-   pointers ``noalias`` (the store depends on the loads, so no reordering can
-   put it before them, and other lanes and iterations touch other elements).
+2. the producer has one result, and its kernel reads the parameter only at
+   the position it is about to write, and never again after writing it: an
+   elementwise op, or a fusion reading it only aligned -- the pairs
+   ``fused.inplace_pairs`` gives, which the memory plan uses to let results
+   take over dying intermediates (memory.py, [In-place results]). Such a kernel loads every operand element
+   it needs for ``out[k]`` before it stores ``out[k]`` and never touches
+   ``in[k]`` again, which is what makes the shared buffer safe even though
+   kernels take their pointers ``noalias`` (the store depends on the loads, so
+   no reordering can put it before them, and other lanes and iterations touch
+   other elements).
 
-The SGD/Adam update ``p - lr * step`` at the end of a training step is such a
-producer, so a training step updates its parameters with no copy. Any other
+The plain SGD update ``p - lr * g`` at the end of a training step is such a
+producer, so that step updates its parameters with no copy. An optimiser with
+state (momentum, Adam) computes the new state and the new parameter in one
+multi-output fusion: those results are copied (one elementwise pass per
+donated buffer, still no allocation). Any other
 donated result is computed into the arena as usual and copied into the
 parameter's buffer by a final equation, after every read of any parameter.
 A result that *is* a donated parameter whose buffer another result
@@ -41,9 +46,9 @@ from typing import Mapping
 
 from ir.core import Eqn, Function, Value
 from ir.ops import infer_types
-from compiler.codegen.scalar_ops import ELEMENTWISE_EMITTERS
+from compiler.codegen.fused import inplace_pairs
 
-__all__ = ["place_donated_results", "reads_in_place"]
+__all__ = ["place_donated_results"]
 
 
 def place_donated_results(fn: Function, donated: Mapping[int, int]) -> tuple[Function, set[int]]:
@@ -83,7 +88,7 @@ def place_donated_results(fn: Function, donated: Mapping[int, int]) -> tuple[Fun
         if j in donated and j not in unchanged and value not in placed and value in producer:
             # (A parameter or snapshot result is copied at the end by the memory plan.)
             param = params[donated[j]]
-            if not _may_write_in_place(producer[value], param, last_reader):
+            if not _may_write_in_place(producer[value], value, param, last_reader):
                 outputs[j] = _copy(value, epilogue)
         placed.add(outputs[j])
     eqns = prologue + list(fn.eqns) + epilogue
@@ -105,27 +110,16 @@ def _last_readers(fn: Function) -> dict[Value, Eqn]:
     return last
 
 
-def _may_write_in_place(producer: Eqn, param: Value, last_reader: dict[Value, Eqn]) -> bool:
+def _may_write_in_place(producer: Eqn, value: Value, param: Value,
+                        last_reader: dict[Value, Eqn]) -> bool:
     """Rules 1 and 2 of [When a result may be computed in place]."""
-    if len(producer.outputs) != 1:
-        return False
     reader = last_reader.get(param)
     if reader is None:
         return True  # nobody reads the parameter
-    return reader is producer and reads_in_place(producer, param)
-
-
-def reads_in_place(eqn: Eqn, param: Value) -> bool:
-    """Does ``eqn`` read ``param`` only at the index of the element it writes?"""
-    shape = eqn.outputs[0].type.shape
-    if eqn.body is None:
-        return eqn.op in ELEMENTWISE_EMITTERS and all(
-            v.type.shape == shape for v in eqn.inputs if v is param)
-    tainted = {bp for bp, v in zip(eqn.body.params, eqn.inputs, strict=True) if v is param}
-    for inner in eqn.body.eqns:
-        if any(v in tainted for v in inner.inputs):
-            if inner.op not in ELEMENTWISE_EMITTERS or inner.body is not None or any(
-                    out.type.shape != shape for out in inner.outputs):
-                return False
-            tainted.update(inner.outputs)
-    return True
+    if reader is not producer or len(producer.outputs) != 1:
+        # A multi-output kernel may store one result before it loads the operands
+        # of the next at the same position (fused kernels read through
+        # generators, lazily), so no result of it may overwrite an operand.
+        return False
+    aligned = set(inplace_pairs(producer))
+    return all((0, j) in aligned for j, v in enumerate(producer.inputs) if v is param)
