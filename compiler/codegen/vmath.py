@@ -10,22 +10,29 @@ Nothing branches, calls or reads memory, so LLVM's loop vectoriser turns the
 kernel loop into zmm/ymm code. No fast-math flags are used: every operation is
 IEEE, and the error bounds below do not depend on what LLVM chooses to do.
 
-Accuracy (measured by tests/compiler/test_vmath.py against float64/longdouble
-references; "ulp" = distance in units in the last place from the correctly
-rounded result; see that file for the sweeps):
+Accuracy: max distance from the correctly rounded result, in ulps (in
+parentheses: max error against the exact value, in ulps of the result).
+Measured by tests/compiler/test_vmath.py against float64 / long double
+references on dense sweeps and, for the f32 unary functions, over all 2^32
+inputs (tools/check_vmath_exhaustive.py):
 
-========== ================= ===============================================
-function   f32               f64
-========== ================= ===============================================
-exp        <= 1 ulp          <= 1 ulp
-log        <= 1 ulp          <= 1 ulp
-expm1      <= 1 ulp          <= 1 ulp
-log1p      <= 1 ulp          <= 1 ulp
-tanh       <= 2 ulp          <= 2 ulp
-logistic   <= 2 ulp          <= 2 ulp
-sin, cos   <= 1 ulp, any x   libm (``llvm.sin``/``llvm.cos``, scalar)
-pow        <= 1 ulp          libm (``llvm.pow``, scalar)
-========== ================= ===============================================
+========== ===================== ==========================================
+function   f32                   f64
+========== ===================== ==========================================
+exp        1 (0.78)              1 (0.75)
+log        1 (0.81)              1 (0.80)
+expm1      1 (1.06)              1 (1.04)
+log1p      1 (0.79)              1 (0.78)
+tanh       1 (1.32)              1 (1.25)
+logistic   1 (1.42)              1 (1.31)
+sin, cos   1 (0.50), any x       libm (``llvm.sin``/``llvm.cos``, scalar)
+pow        1 (0.50)              libm (``llvm.pow``, scalar)
+========== ===================== ==========================================
+
+f32 sin, cos and pow evaluate in double (f32 sin/cos after an exact
+Payne-Hanek reduction), so they are correctly rounded but for double rounding.
+f64 sin/cos would need a multi-word reduction and f64 pow a double-double log
+to keep this accuracy; they stay on libm.
 
 Special values follow C99 / numpy: exp overflows to inf and underflows through
 the denormals to 0 at the correctly rounded thresholds; log(0) = -inf,
@@ -169,12 +176,20 @@ class _Emitter:
     def rint(self, x): return call_intrinsic(self.b, "llvm.rint", [x])
     def abs(self, x): return call_intrinsic(self.b, "llvm.fabs", [x])
     def copysign(self, x, sign): return call_intrinsic(self.b, "llvm.copysign", [x, sign])
-    def max(self, x, y): return call_intrinsic(self.b, "llvm.maxnum", [x, y])  # nan -> other
-    def min(self, x, y): return call_intrinsic(self.b, "llvm.minnum", [x, y])
+    def min(self, x, y): return call_intrinsic(self.b, "llvm.minnum", [x, y])  # nan -> other
+
+    def max_keep_nan(self, x, bound: float):
+        """max(x, bound), nan stays nan: one vmaxps (its unordered case returns x)."""
+        c = self.c(bound)
+        return self.b.select(self.lt(x, c), c, x)
+
+    def min_keep_nan(self, x, bound: float):
+        c = self.c(bound)
+        return self.b.select(self.b.fcmp_ordered(">", x, c), c, x)
 
     def clamp(self, x, lo: float, hi: float):
-        """``x`` limited to [lo, hi]; nan becomes lo (callers select nan back)."""
-        return self.min(self.max(x, self.c(lo)), self.c(hi))
+        """``x`` limited to [lo, hi]; nan stays nan."""
+        return self.min_keep_nan(self.max_keep_nan(x, lo), hi)
 
     def horner(self, t, coefficients) -> ll.Value:
         """c0 + c1 t + c2 t^2 + ..., one fma per coefficient."""
@@ -193,7 +208,6 @@ class _Emitter:
     # bits
     def bits(self, x): return self.b.bitcast(x, self.it)
     def from_bits(self, n): return self.b.bitcast(n, self.t)
-    def to_int(self, x): return self.b.fptosi(x, self.it)
     def to_float(self, n): return self.b.sitofp(n, self.t)
 
     def pow2(self, n):
@@ -217,20 +231,27 @@ _LN2_LO_F64 = 2.3190468138462996e-17
 # -- exp family ------------------------------------------------------------------
 
 def _exp_reduce(m: _Emitter, x):
-    """(n, r, r_lo) with x = n ln2 + r + r_lo, |r| <= ln2/2 (+ rounding), n integral
-    (as a float) and r_lo the rounding error of r (|r_lo| <= ulp(r) / 2).
+    """(k, r, r_lo) with x = k ln2 + r + r_lo, |r| <= ln2/2 (+ rounding), k an
+    integer (int type) and r_lo the rounding error of r (|r_lo| <= ulp(r) / 2),
+    for |x| < 2^(mantissa - 2). A nan x gives a nan r (and some k).
 
-    Cody-Waite with fma: n * ln2_hi is exact inside the fma and x - n ln2_hi is
+    k = round(x / ln2) by the shifter trick: adding 1.5 * 2^mantissa makes the
+    fma round x log2(e) to an integer, which then sits in the low bits of the
+    sum (no rint, no float-to-int conversion, which would be poison for nan).
+    Cody-Waite with fma: k ln2_hi is exact inside the fma and x - k ln2_hi is
     exactly representable (both are multiples of ulp(ln2_hi) / 2 and |r| < 1/2),
     so the only rounding is that of the second, small correction, which r_lo
     recovers (r1 - r is exact: Sterbenz).
     """
     ln2_hi, ln2_lo = _ln2(m)
-    n = m.rint(m.mul(x, m.c(1 / math.log(2))))
+    shifter = 1.5 * 2.0 ** m.fmt.mantissa_bits
+    shifted = m.fma(x, m.c(1 / math.log(2)), m.c(shifter))
+    n = m.sub(shifted, m.c(shifter))
+    k = m.b.sub(m.bits(shifted), m.i(m.fmt.bits_of(shifter)))
     r1 = m.fma(n, m.neg(ln2_hi), x)
     r = m.fma(n, m.neg(ln2_lo), r1)
     r_lo = m.fma(n, m.neg(ln2_lo), m.sub(r1, r))
-    return n, r, r_lo
+    return k, r, r_lo
 
 
 def _exp_poly(m: _Emitter, r, r_lo, *, exact_sum: bool = True):
@@ -251,38 +272,36 @@ def _exp_poly(m: _Emitter, r, r_lo, *, exact_sum: bool = True):
     return m.add(s, m.add(s_lo, t))
 
 
-def _scale(m: _Emitter, p, n):
-    """p * 2**n for integral float ``n`` in [-(2 bias + mantissa), 2 bias + 2].
+def _scale(m: _Emitter, p, k):
+    """p * 2**k for an integer ``k`` in [-(2 bias + mantissa), 2 bias + 2].
 
-    2**n is applied as two factors 2**(n >> 1) and 2**(n - (n >> 1)), both
-    normal: p * 2**(n >> 1) is exact, and the second product rounds once, so
+    2**k is applied as two factors 2**(k >> 1) and 2**(k - (k >> 1)), both
+    normal: p * 2**(k >> 1) is exact, and the second product rounds once, so
     results in the denormal range are correctly rounded from p and overflow
     gives inf exactly when the true product does.
     """
-    k = m.to_int(n)
     k1 = m.b.ashr(k, m.i(1))
     k2 = m.b.sub(k, k1)
     return m.mul(m.mul(p, m.pow2(k1)), m.pow2(k2))
 
 
 def _exp_finite(m: _Emitter, x, *, normal: bool = False, exact_sum: bool = True):
-    """e^x for x already clamped to [exp_lo, exp_hi] (no nan).
+    """e^x for x in [exp_lo, exp_hi] or nan (nan gives nan).
 
     ``normal=True`` promises a normal result (no overflow, no denormal): one
     scaling multiply instead of two. ``exact_sum``: see _exp_poly.
     """
-    n, r, r_lo = _exp_reduce(m, x)
+    k, r, r_lo = _exp_reduce(m, x)
     p = _exp_poly(m, r, r_lo, exact_sum=exact_sum)
     if normal:
-        return m.mul(p, m.pow2(m.to_int(n)))
-    return _scale(m, p, n)
+        return m.mul(p, m.pow2(k))
+    return _scale(m, p, k)
 
 
 def exp(b: ll.IRBuilder, x: ll.Value) -> ll.Value:
     """e**x (f32 or f64); see the module docstring for accuracy and special values."""
     m = _Emitter(b, x.type)
-    y = _exp_finite(m, m.clamp(x, m.fmt.exp_lo, m.fmt.exp_hi))  # +-inf clamp to 0 / inf results
-    return m.select(m.isnan(x), x, y)
+    return _exp_finite(m, m.clamp(x, m.fmt.exp_lo, m.fmt.exp_hi))  # +-inf: 0 / inf
 
 
 def expm1(b: ll.IRBuilder, x: ll.Value) -> ll.Value:
@@ -290,7 +309,7 @@ def expm1(b: ll.IRBuilder, x: ll.Value) -> ll.Value:
     m = _Emitter(b, x.type)
     fmt = m.fmt
     xc = m.clamp(x, fmt.expm1_lo, fmt.exp_hi)
-    n, r, r_lo = _exp_reduce(m, xc)
+    k, r, r_lo = _exp_reduce(m, xc)
     t = m.fma(m.mul(r, r), m.horner(r, _EXPM1_Q[fmt.width]), r_lo)  # e^r - 1 = r + t
     # e^x - 1 = (2^n - 1) + 2^n r + 2^n t. The first two are summed exactly
     # (Fast2Sum: |2^n - 1| >= |2^n r| for n != 0, and n = 0 adds to 0): the
@@ -298,7 +317,6 @@ def expm1(b: ll.IRBuilder, x: ll.Value) -> ll.Value:
     # terms nearly cancel. 2^n - 1 is exact while it matters (n <= mantissa
     # + 1); 2^n overflows for n = bias + 1, so the sum is formed at half scale
     # there and doubled.
-    k = m.to_int(n)
     big = m.b.icmp_signed(">", k, m.i(fmt.bias))
     scale = m.pow2(m.b.sub(k, m.b.zext(big, m.it)))
     a = m.sub(scale, m.select(big, m.c(0.5), m.c(1.0)))
@@ -307,8 +325,7 @@ def expm1(b: ll.IRBuilder, x: ll.Value) -> ll.Value:
     s_lo = m.add(m.sub(a, s), b_)
     y = m.add(s, m.fma(scale, t, s_lo))
     y = m.mul(y, m.select(big, m.c(2.0), m.c(1.0)))
-    y = m.select(m.eq(x, m.c(0.0)), x, y)  # keeps the sign of zero
-    return m.select(m.isnan(x), x, y)
+    return m.select(m.eq(x, m.c(0.0)), x, y)  # keeps the sign of zero (nan: r is nan)
 
 
 # -- log family ------------------------------------------------------------------
@@ -402,8 +419,7 @@ def logistic(b: ll.IRBuilder, x: ll.Value) -> ll.Value:
     """1 / (1 + e^-x): 1/(1+e) for x >= 0, e/(1+e) below, e = e^-|x| <= 1 (no overflow)."""
     m = _Emitter(b, x.type)
     minus_a = m.neg(m.abs(x))
-    e = _exp_finite(m, m.max(minus_a, m.c(m.fmt.exp_lo)))  # no overflow: e <= 1
-    e = m.select(m.isnan(x), x, e)
+    e = _exp_finite(m, m.max_keep_nan(minus_a, m.fmt.exp_lo))  # no overflow: e <= 1
     one = m.c(1.0)
     d = m.add(one, e)
     d_lo = m.sub(e, m.sub(d, one))  # 1 + e = d + d_lo exactly (Fast2Sum, e <= 1)
