@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import itertools
 import threading
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import llvmlite.binding as llvm
 
@@ -55,14 +55,18 @@ class JitEngine:
         self._names = itertools.count()
         self._lock = threading.Lock()
 
-    def add_object(self, object_code: bytes, exports: Sequence[str], *, name_hint: str = "prog") -> JitLibrary:
-        """Link an object file image into a new library and look up ``exports``."""
+    def add_object(self, object_code: bytes, exports: Sequence[str], *, name_hint: str = "prog",
+                   imports: Mapping[str, int] | None = None) -> JitLibrary:
+        """Link an object file image into a new library and look up ``exports``;
+        ``imports`` resolves symbols defined in other JIT libraries (name -> address)."""
         with self._lock:
             # Library names can never be reused, even after their code is freed.
             name = f"{_sanitize(name_hint)}.{next(self._names)}"
         builder = llvm.JITLibraryBuilder().add_object_img(object_code).add_current_process()
         for symbol in exports:
             builder.export_symbol(symbol)
+        for symbol, address in (imports or {}).items():
+            builder.import_symbol(symbol, address)
         try:
             tracker = builder.link(self._lljit, name)
         except RuntimeError as error:

@@ -24,6 +24,7 @@ from runtime.jit import jit_engine
 from runtime.llvm_module import optimize_module, parse_module
 from runtime.pyabi import numpy_data_offset, wrapper_llvm_ir, wrapper_name
 from runtime.target import host_target_machine
+from runtime.threadpool import pool_symbols
 
 __all__ = ["load_program", "load_cached", "compile_program", "link_program", "CompiledProgram"]
 
@@ -105,7 +106,7 @@ def link_program(object_code: bytes, info: ProgramInfo, *, llvm_ir: str | Callab
     """
     start = time.perf_counter()
     library = jit_engine().add_object(object_code, [info.entry, info.call_symbol],
-                                      name_hint=info.name)
+                                      name_hint=info.name, imports=pool_symbols(object_code))
     seconds = dict(compile_seconds or {})
     seconds["link"] = time.perf_counter() - start
     return Executable(

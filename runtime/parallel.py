@@ -1,76 +1,48 @@
-"""The parallel runtime: libgomp's thread team, loaded once for generated code.
+"""The parallel runtime's public face: may kernels use threads, and how many.
 
-NOTE: [Threads from generated code]
-Large kernels split their work across a thread team by calling libgomp from
-the generated code: ``GOMP_parallel(body, ctx, num_threads, 0)`` runs
-``body(ctx)`` on the calling thread and ``num_threads - 1`` pooled workers
-and returns when all are done; ``body`` picks its share from
-``omp_get_thread_num()`` / ``omp_get_num_threads()``. Measured here
-(notes/llvmlite.md §8): ~0.6 us per fork-join with 2 threads, against ~40 us
-to create and join a raw pthread per call, and the pool stays alive between
-calls. The workers spin briefly after a region, then sleep.
-
-libgomp is loaded twice on purpose: ``llvm.load_library_permanently`` makes
-its symbols visible to the JIT linker, and a ``ctypes.CDLL`` handle that is
-never released keeps it mapped until the process ends. Without the second,
-LLVM's static destructors ``dlclose`` libgomp at exit while a worker may
-still be spinning in it: a crash at exit (reproduced with
-``OMP_WAIT_POLICY=active``). The pool's threads belong to the process and end
-with it; nothing needs joining.
-
-Where libgomp cannot be loaded, ``threads_available()`` is False: the
-compiler then emits single-threaded code and warns once (see
-compiler/codegen/parallel.py). libgomp is not fork-safe: a child forked after
-the pool started must not run multi-threaded programs.
+Large kernels run their chunks on the thread pool of runtime/threadpool.py
+(see [Thread pool] there for the mechanism and why it is not libgomp).
+``threads_available()`` compiles the pool on first call and says whether this
+process can use it (Linux with pthreads and futexes); when it cannot, the
+compiler emits serial code and says so once (compiler/codegen/parallel.py).
 """
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import os
 import threading
 
-import llvmlite.binding as llvm
+from runtime import threadpool
 
-from runtime.target import initialize_llvm
-
-__all__ = ["THREAD_LIBRARY", "threads_available", "thread_library_error", "default_thread_count"]
-
-# The library the generated code calls into (Debian/Ubuntu package libgomp1).
-THREAD_LIBRARY = "libgomp.so.1"
+__all__ = ["threads_available", "thread_library_error", "default_thread_count"]
 
 _lock = threading.Lock()
-_handle = None          # the ctypes handle that keeps libgomp mapped until exit
 _error: str | None = None
-_tried = False
+_checked = False
 
 
-def _load() -> None:
-    global _handle, _error, _tried
+def _check() -> None:
+    global _error, _checked
     with _lock:
-        if _tried:
+        if _checked:
             return
-        _tried = True
-        initialize_llvm()
+        _checked = True
         try:
-            handle = ctypes.CDLL(THREAD_LIBRARY, mode=ctypes.RTLD_GLOBAL)
-            llvm.load_library_permanently(THREAD_LIBRARY)
-        except (OSError, RuntimeError) as error:
-            _error = f"{THREAD_LIBRARY} could not be loaded ({error})"
-            return
-        _handle = handle
+            threadpool.ensure_pool()
+        except Exception as error:  # any failure means: run serially
+            _error = f"the thread pool is unavailable: {error}"
 
 
 def threads_available() -> bool:
-    """Whether generated code may call libgomp in this process (loads it on first call)."""
-    _load()
-    return _handle is not None
+    """Whether generated code may call the thread pool in this process."""
+    _check()
+    return _error is None
 
 
 def thread_library_error() -> str | None:
     """Why ``threads_available()`` is False, or None."""
-    _load()
+    _check()
     return _error
 
 

@@ -58,25 +58,23 @@ def emit_gemm(b: ll.IRBuilder, plan: GemmPlan, name: str, c: ll.Value, a: ll.Val
                       _const(shape.m), _const(0), _const(shape.n)])
         return
 
-    def body(inner: ll.IRBuilder, values, thread_id, team) -> None:
+    totals = {"batch": (shape.batch, 1), "rows": (shape.m, plan.mr), "cols": (shape.n, plan.nr)}
+
+    def body(inner: ll.IRBuilder, values, chunk, thread) -> None:
         c_in, a_in, b_in, ws_in = values
-        ranges = {"batch": (shape.batch, 1), "rows": (shape.m, plan.mr),
-                  "cols": (shape.n, plan.nr)}
         bounds = {}
-        for axis, (total, unit) in ranges.items():
+        for axis, (total, unit) in totals.items():
             if axis != plan.split:
                 bounds[axis] = (_const(0), _const(total))
                 continue
-            units = -(-total // unit)
-            lo = inner.udiv(inner.mul(thread_id, _const(units)), team)
-            hi = inner.udiv(inner.mul(inner.add(thread_id, _const(1)), _const(units)), team)
-            bounds[axis] = (_umin(inner, inner.mul(lo, _const(unit)), _const(total)),
-                            _umin(inner, inner.mul(hi, _const(unit)), _const(total)))
-        ws = _gep(inner, ws_in, inner.mul(thread_id, _const(plan.slot_bytes)), I8)
+            step = plan.chunk_units * unit
+            lo = inner.mul(chunk, _const(step))
+            bounds[axis] = (lo, _umin(inner, inner.add(lo, _const(step)), _const(total)))
+        ws = _gep(inner, ws_in, inner.mul(thread, _const(plan.slot_bytes)), I8)
         inner.call(gemm, [c_in, a_in, b_in, ws, *bounds["batch"], *bounds["rows"],
                           *bounds["cols"]])
 
-    emit_parallel(b, f"{name}.parallel", [c, a, bmat, scratch], plan.threads, body)
+    emit_parallel(b, f"{name}.chunk", [c, a, bmat, scratch], plan.chunks, plan.threads, body)
 
 
 def _define_gemm(module: ll.Module, plan: GemmPlan, name: str) -> ll.Function:

@@ -39,6 +39,8 @@ _MIN_BLOCKED_FMAS = 24 * 24 * 24
 # Below this many multiply-adds one thread finishes before a fork-join (~1 us
 # with libgomp) and the halved packing reuse would pay off.
 _MIN_PARALLEL_FMAS = 96 * 96 * 96
+_CHUNKS_PER_THREAD = 4
+_MIN_CHUNK_FMAS = 64 * 64 * 64
 _L1_BYTES = 32 * 1024
 _L2_BYTES = 1024 * 1024
 
@@ -71,7 +73,9 @@ class GemmPlan:
     mc: int           # rows per packed A block (a multiple of mr)
     nc: int           # columns per packed B block (a multiple of nr)
     threads: int      # 1: serial code; else the team size requested
-    split: str        # "batch", "rows" or "cols": what the threads divide
+    split: str        # "batch", "rows" or "cols": what the chunks divide
+    chunks: int       # independent pieces of work for the thread pool
+    chunk_units: int  # batches, mr-row tiles or nr-column tiles per chunk
     pack_a: bool      # False: the micro-kernel reads A in place (used once)
     pack_b: bool      # False: the micro-kernel reads B in place (used once)
 
@@ -146,22 +150,34 @@ def plan_gemm(shape: GemmShape, *, vector_bits: int, max_threads: int) -> GemmPl
     kc = -(-shape.k // blocks)
     nc = max(nr, (_L2_BYTES // 2) // (max(kc, 1) * itemsize) // nr * nr)
     mc = max(mr, 4096 // mr * mr)
-    threads, split = _thread_split(shape, mr, nr, max_threads)
+    threads, split, chunks, chunk_units = _thread_split(shape, mr, nr, max_threads)
     # Packing pays for itself by reuse: an A micro-panel serves every column
     # tile, a B micro-panel every row tile. Used once, an operand is read in
     # place (B only when its rows are contiguous: the kernel loads vectors).
     pack_a = shape.n > nr
     pack_b = shape.trans_b or shape.m > mr
-    return GemmPlan(shape, lanes, mr, nr, kc, mc, nc, threads, split, pack_a, pack_b)
+    return GemmPlan(shape, lanes, mr, nr, kc, mc, nc, threads, split, chunks, chunk_units,
+                    pack_a, pack_b)
 
 
-def _thread_split(shape: GemmShape, mr: int, nr: int, max_threads: int) -> tuple[int, str]:
+def _thread_split(shape: GemmShape, mr: int, nr: int, max_threads: int
+                  ) -> tuple[int, str, int, int]:
+    """(team, split axis, chunks, units per chunk)."""
     if max_threads <= 1 or shape.fmas < _MIN_PARALLEL_FMAS:
-        return 1, "rows"
-    if shape.batch >= 2 * max_threads:
-        return max_threads, "batch"
+        return 1, "rows", 1, 1
     row_tiles = -(-shape.m // mr)
     col_tiles = -(-shape.n // nr)
-    if row_tiles >= 2 * max_threads or row_tiles >= col_tiles:
-        return min(max_threads, row_tiles), "rows"
-    return min(max_threads, col_tiles), "cols"
+    if shape.batch >= 2 * max_threads:
+        split, units = "batch", shape.batch
+    elif row_tiles >= 2 * max_threads or row_tiles >= col_tiles:
+        split, units = "rows", row_tiles
+    else:
+        split, units = "cols", col_tiles
+    # A few chunks per thread, so a thread slowed by a busy core takes fewer;
+    # not so small that the per-chunk packing of the other operand shows.
+    wanted = min(_CHUNKS_PER_THREAD * max_threads, max(2, shape.fmas // _MIN_CHUNK_FMAS))
+    per_chunk = -(-units // max(1, min(units, wanted)))
+    chunks = -(-units // per_chunk)
+    if chunks < 2:
+        return 1, "rows", 1, 1
+    return min(max_threads, chunks), split, chunks, per_chunk

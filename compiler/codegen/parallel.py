@@ -1,17 +1,20 @@
-"""Fork-join regions in generated code: outline a body, run it on a thread team.
+"""Parallel loops in generated code: outline a chunk body, run it on the thread pool.
 
-``emit_parallel(b, name, captured, threads, body)`` outlines
-``body(builder, values, thread_id, num_threads)`` into
-``define internal void @<name>(ptr ctx)``, stores ``captured`` (pointers and
-i64s of the calling function) into a context struct on the caller's stack and
-calls ``GOMP_parallel(@<name>, ctx, threads, 0)`` (see runtime/parallel.py).
-Inside the body only ``values`` (the captured values reloaded from the
-context) may be used: values of the caller do not exist in another function.
+``emit_parallel(b, name, captured, chunks, team, body)`` outlines
+``body(builder, values, chunk, thread)`` into
+``define internal void @<name>(ptr ctx, i64 chunk, i64 thread)``, stores
+``captured`` (pointers and i64s of the calling function) into a context
+struct on the caller's stack and calls
+``xlac_parallel_for(@<name>, ctx, chunks, team)`` (runtime/threadpool.py):
+every chunk runs once, on the caller (``thread`` 0) or on one of up to
+``team - 1`` workers, in any order. Inside the body only ``values`` (the
+captured values reloaded from the context) may be used: values of the
+caller do not exist in another function.
 
 ``max_threads()`` decides the team size when a program is compiled:
 ``XLAC_NUM_THREADS`` or the cores this process may use, and 1 (serial code,
-no libgomp calls) when libgomp cannot be loaded, with one warning per process.
-Kernels decide per kernel whether the work is worth a fork-join.
+no pool) when the pool cannot run in this process, with one warning per
+process. Kernels decide per kernel whether the work is worth splitting.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ from compiler import flags
 from compiler.codegen.errors import LoweringError
 from compiler.codegen.llvm_types import I32, I64, PTR, VOID
 from runtime import parallel as parallel_runtime
+from runtime.threadpool import POOL_SYMBOL
 
 __all__ = ["max_threads", "emit_parallel"]
 
 _warned = False
 
+# body(builder, captured values, chunk index, thread index)
 Body = Callable[[ll.IRBuilder, list, ll.Value, ll.Value], None]
 
 
@@ -52,7 +57,7 @@ def max_threads() -> int:
             _warned = True
             warnings.warn(
                 f"xla-py: {parallel_runtime.thread_library_error()}; compiled programs run on "
-                "one thread (install libgomp, e.g. the Debian package libgomp1, for more)",
+                "one thread",
                 RuntimeWarning, stacklevel=2)
         return 1
     return count
@@ -67,11 +72,11 @@ def _declare(module: ll.Module, name: str, ret, args) -> ll.Function:
     return fn
 
 
-def emit_parallel(b: ll.IRBuilder, name: str, captured: Sequence[ll.Value], threads: int,
-                  body: Body) -> None:
-    """Run ``body`` on a team of ``threads`` (see the module docstring)."""
-    if threads < 2:
-        raise LoweringError(f"emit_parallel needs a team of at least 2 threads, got {threads}")
+def emit_parallel(b: ll.IRBuilder, name: str, captured: Sequence[ll.Value], chunks: int,
+                  team: int, body: Body) -> None:
+    """Run ``body`` for every chunk on the thread pool (see the module docstring)."""
+    if team < 2 or chunks < 1:
+        raise LoweringError(f"emit_parallel needs a team of 2+ and 1+ chunks, got {team}, {chunks}")
     module = b.module
     types = [value.type for value in captured]
     for t in types:
@@ -79,10 +84,11 @@ def emit_parallel(b: ll.IRBuilder, name: str, captured: Sequence[ll.Value], thre
             raise LoweringError(f"emit_parallel captures pointers and i64 only, got {t}")
     ctx_type = ll.LiteralStructType(types)
 
-    outlined = ll.Function(module, ll.FunctionType(VOID, [PTR]), name)
+    outlined = ll.Function(module, ll.FunctionType(VOID, [PTR, I64, I64]), name)
     outlined.linkage = "internal"
     outlined.attributes.add("nounwind")
-    outlined.args[0].name = "ctx"
+    for arg, arg_name in zip(outlined.args, ["ctx", "chunk", "thread"], strict=True):
+        arg.name = arg_name
     inner = ll.IRBuilder(outlined.append_basic_block("entry"))
     zero = ll.Constant(I32, 0)
     values = []
@@ -90,9 +96,7 @@ def emit_parallel(b: ll.IRBuilder, name: str, captured: Sequence[ll.Value], thre
         slot = inner.gep(outlined.args[0], [zero, ll.Constant(I32, i)], inbounds=True,
                          source_etype=ctx_type)
         values.append(inner.load(slot, typ=t, align=8, name=f"captured{i}"))
-    thread_id = inner.call(_declare(module, "omp_get_thread_num", I32, []), [])
-    team = inner.call(_declare(module, "omp_get_num_threads", I32, []), [])
-    body(inner, values, inner.zext(thread_id, I64), inner.zext(team, I64))
+    body(inner, values, outlined.args[1], outlined.args[2])
     inner.ret_void()
 
     ctx = b.alloca(ctx_type, name="parallel.ctx")
@@ -102,5 +106,5 @@ def emit_parallel(b: ll.IRBuilder, name: str, captured: Sequence[ll.Value], thre
     for i, value in enumerate(captured):
         slot = b.gep(ctx, [zero, ll.Constant(I32, i)], inbounds=True, source_etype=ctx_type)
         b.store(value, slot, align=8)
-    gomp = _declare(module, "GOMP_parallel", VOID, [PTR, PTR, I32, I32])
-    b.call(gomp, [outlined, ctx, ll.Constant(I32, threads), zero])
+    pool = _declare(module, POOL_SYMBOL, VOID, [PTR, PTR, I64, I64])
+    b.call(pool, [outlined, ctx, ll.Constant(I64, chunks), ll.Constant(I64, team)])
