@@ -34,7 +34,7 @@ import llvmlite.ir as ll
 from ir.core import Eqn, Function, Value
 from ir.dtypes import TensorType
 from compiler.codegen.arrays import Array, Index
-from compiler.codegen.elemental import Generator, element_generator
+from compiler.codegen.elemental import Generator, array_generator, element_generator
 from compiler.codegen.errors import LoweringError
 from compiler.codegen.fusion_plan import FusionPlan, NotFusible, operand_access, plan_fusion
 from compiler.codegen.index_ops import INDEX_EMITTERS
@@ -208,13 +208,12 @@ class _Evaluator:
 # -- kernels ----------------------------------------------------------------------------
 
 
-def emit_fusion(b: ll.IRBuilder, eqn: Eqn, operands: list[Generator], outs: list[Array],
+def emit_fusion(b: ll.IRBuilder, eqn: Eqn, ins: list[Array], outs: list[Array],
                 scratch: ll.Value | None) -> None:
-    """Emit the loops computing every result of fusion ``eqn`` into ``outs``.
-
-    ``operands`` are the generators of the fusion's operands (buffer loads).
-    """
+    """Emit the loops computing every result of fusion ``eqn`` into ``outs``,
+    reading its operands from the buffers ``ins``."""
     plan = fusion_plan(eqn)
+    operands = [array_generator(a) for a in ins]
     evaluator = _Evaluator(plan, dict(zip(eqn.body.params, operands, strict=True)))
     if plan.mode == "loop":
         _emit_loop(b, plan, evaluator, outs)

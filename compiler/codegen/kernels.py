@@ -83,7 +83,7 @@ def emit_kernel(module: ll.Module, name: str, eqn: Eqn) -> ll.Function:
     b = ll.IRBuilder(fn.append_basic_block("entry"))
     rule = KERNEL_EMITTERS.get(eqn.op)
     if eqn.body is not None:  # a fusion: one loop nest for its whole body (fused.py)
-        emit_fusion(b, eqn, operands, outs, scratch)
+        emit_fusion(b, eqn, ins, outs, scratch)
     elif rule is not None:
         rule.emit(b, eqn, ins if rule.buffers else operands, outs, scratch)
     elif is_elemental(eqn.op):
