@@ -37,7 +37,9 @@ def softplus(x) -> Variable:
 def logsumexp(x, axis=-1, keepdims: bool = False) -> Variable:
     """log(sum(exp(x))) along ``axis``, shifted by the maximum so exp never overflows."""
     x = fnp.asvariable(x)
-    shift = fnp.max(x, axis=axis, keepdims=True)
+    # The shift cancels out of the value, so its gradient is zero: stop_gradient says so
+    # (as JAX's logsumexp does), and the backward pass does not differentiate the max.
+    shift = fnp.stop_gradient(fnp.max(x, axis=axis, keepdims=True))
     # An all -inf slice: shift by 0 instead, so the result is log(0) = -inf, not nan.
     shift = fnp.where(fnp.equal(shift, float("-inf")), 0.0, shift)
     total = fnp.sum(fnp.exp(fnp.subtract(x, shift)), axis=axis, keepdims=True)
