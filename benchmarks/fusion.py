@@ -1,0 +1,197 @@
+"""Fusion workloads side by side: xla-py vs numpy, JAX jit and PyTorch.
+
+    python benchmarks/fusion.py [--rounds 15] [--only w1,w2] [--torch-compile]
+
+W1 gelu: ``y = 0.5*x*(1+tanh(0.7978845608*(x+0.044715*x*x*x)))`` on x f32[4194304].
+W2 softmax cross-entropy forward and backward: logits f32[4096,1000], int32
+labels; mean loss and d loss / d logits (``functional.value_and_grad`` of
+``nn.cross_entropy`` under ``jit``; JAX ``jit(value_and_grad)``; PyTorch eager
+``F.cross_entropy`` + ``autograd.grad``; numpy written out by hand).
+
+Every contender runs in this process, rounds interleaved (benchmarks/harness.py),
+on one thread: ``set_threads(1)`` for our kernels, PyTorch and BLAS, and JAX's
+XLA_FLAGS below (set before JAX is imported). Every contender allocates its
+results. ``numpy copy`` copies the workload's input bytes into a new array (read
++ write of as many bytes as the workload streams), the memory-bandwidth
+reference: its time / a contender's time is the fraction of the bandwidth bound
+reached. ``torch.compile`` is only tried with --torch-compile (its first
+compile takes long). Kernel counts are the top-level equations of the optimised
+IR (one kernel each). The issue's targets on one thread: W1 <= 0.2x numpy's
+time in exactly 1 kernel, W2 <= 0.25x numpy's time in <= 4 kernels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
+                                   "intra_op_parallelism_threads=1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from benchmarks.harness import (Contender, measure, optional_jax, optional_torch,  # noqa: E402
+                                report, set_threads)
+from compiler import functional, jit, nn  # noqa: E402
+from compiler.frontend import numpy_api as xnp  # noqa: E402
+from compiler.passes.fuse import kernel_count  # noqa: E402
+from compiler.pipeline import optimize  # noqa: E402
+
+N1 = 4194304
+N2, C2 = 4096, 1000
+
+
+def gelu_xla(x):
+    return 0.5 * x * (1 + xnp.tanh(0.7978845608 * (x + 0.044715 * x * x * x)))
+
+
+def gelu_numpy(x):
+    return 0.5 * x * (1 + np.tanh(0.7978845608 * (x + 0.044715 * x * x * x)))
+
+
+def ce_xla(logits, labels):
+    return nn.cross_entropy(logits, labels)
+
+
+def ce_numpy(logits, labels):
+    """Mean softmax cross-entropy and its gradient, the way one writes it in numpy."""
+    n = logits.shape[0]
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    s = e.sum(axis=1, keepdims=True)
+    rows = np.arange(n)
+    loss = np.mean(np.log(s[:, 0]) - shifted[rows, labels])
+    grad = e / s
+    grad[rows, labels] -= 1
+    grad /= n
+    return loss, grad
+
+
+def _kernels(jitted, *args) -> int:
+    return kernel_count(optimize(jitted.lower(*args).function))
+
+
+def _max_diff(got, want) -> float:
+    return max(float(np.max(np.abs(np.asarray(g, np.float64) - np.asarray(w, np.float64))))
+               for g, w in zip(got, want, strict=True))
+
+
+def _table(title, contenders, copy_name, checks):
+    copy = next(c for c in contenders if c.name == copy_name).median
+
+    def extra(c):
+        note = f"{copy / c.median:6.0%} of bandwidth"
+        if c.name in checks:
+            note += f"  max |diff vs numpy| {checks[c.name]:.1e}"
+        return note
+
+    return report(title, contenders, "numpy", extra)
+
+
+def w1(rounds: int, torch_compile: bool) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(N1).astype(np.float32)
+    ours = jit(gelu_xla)
+    want = gelu_numpy(x)
+    checks = {"xla-py jit": _max_diff([ours(x)], [want])}
+    contenders = [
+        Contender("xla-py jit", lambda: ours(x)),
+        Contender("numpy", lambda: gelu_numpy(x)),
+        Contender("numpy copy (same bytes)", lambda: x.copy()),
+    ]
+    jax = optional_jax()
+    if jax is not None:
+        import jax.numpy as jnp
+
+        xj = jax.device_put(x)
+        jgelu = jax.jit(lambda v: 0.5 * v * (1 + jnp.tanh(0.7978845608 * (v + 0.044715 * v * v * v))))
+        checks["jax.jit"] = _max_diff([jgelu(xj)], [want])
+        contenders.append(Contender("jax.jit", lambda: jgelu(xj).block_until_ready()))
+    torch = optional_torch()
+    if torch is not None:
+        xt = torch.from_numpy(x)
+
+        def teager(v):
+            return 0.5 * v * (1 + torch.tanh(0.7978845608 * (v + 0.044715 * v * v * v)))
+
+        checks["torch eager"] = _max_diff([teager(xt).numpy()], [want])
+        contenders.append(Contender("torch eager", lambda: teager(xt)))
+        contenders.append(Contender("torch F.gelu(tanh)",
+                                    lambda: torch.nn.functional.gelu(xt, approximate="tanh")))
+        if torch_compile:
+            tcomp = torch.compile(teager)
+            tcomp(xt)
+            contenders.append(Contender("torch.compile", lambda: tcomp(xt)))
+    measure(contenders, rounds=rounds)
+    _table(f"W1 gelu, x f32[{N1}] (1 thread); xla-py kernels: {_kernels(ours, x)}",
+           contenders, "numpy copy (same bytes)", checks)
+
+
+def w2(rounds: int, torch_compile: bool) -> None:
+    rng = np.random.default_rng(0)
+    logits = (rng.standard_normal((N2, C2)) * 3).astype(np.float32)
+    labels = rng.integers(0, C2, N2).astype(np.int32)
+    ours = jit(functional.value_and_grad(ce_xla))
+    want = ce_numpy(logits, labels)
+    checks = {"xla-py jit": _max_diff(ours(logits, labels), want)}
+    contenders = [
+        Contender("xla-py jit", lambda: ours(logits, labels)),
+        Contender("numpy", lambda: ce_numpy(logits, labels)),
+        Contender("numpy copy (same bytes)", lambda: logits.copy()),
+    ]
+    jax = optional_jax()
+    if jax is not None:
+        import jax.numpy as jnp
+
+        def jloss(z, y):
+            picked = jnp.take_along_axis(z, y[:, None], axis=1)[:, 0]
+            return jnp.mean(jax.nn.logsumexp(z, axis=1) - picked)
+
+        jvg = jax.jit(jax.value_and_grad(jloss))
+        zj, yj = jax.device_put(logits), jax.device_put(labels)
+        checks["jax.jit"] = _max_diff(jvg(zj, yj), want)
+        contenders.append(Contender("jax.jit", lambda: jax.block_until_ready(jvg(zj, yj))))
+    torch = optional_torch()
+    if torch is not None:
+        zt = torch.from_numpy(logits).requires_grad_()
+        yt = torch.from_numpy(labels).long()
+
+        def teager():
+            loss = torch.nn.functional.cross_entropy(zt, yt)
+            (grad,) = torch.autograd.grad(loss, zt)
+            return loss, grad
+
+        loss_t, grad_t = teager()
+        checks["torch eager"] = _max_diff([loss_t.detach().numpy(), grad_t.numpy()], want)
+        contenders.append(Contender("torch eager", teager))
+        if torch_compile:
+            tcomp = torch.compile(teager)
+            tcomp()
+            contenders.append(Contender("torch.compile", tcomp))
+    measure(contenders, rounds=rounds)
+    _table(f"W2 softmax cross-entropy fwd+bwd, logits f32[{N2},{C2}] (1 thread); "
+           f"xla-py kernels: {_kernels(ours, logits, labels)}",
+           contenders, "numpy copy (same bytes)", checks)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--only", default="w1,w2", help="comma-separated: w1, w2")
+    parser.add_argument("--torch-compile", action="store_true",
+                        help="also time torch.compile (slow to compile)")
+    args = parser.parse_args(argv)
+    set_threads(1)
+    chosen = {w.strip() for w in args.only.split(",")}
+    if "w1" in chosen:
+        w1(args.rounds, args.torch_compile)
+        print()
+    if "w2" in chosen:
+        w2(args.rounds, args.torch_compile)
+
+
+if __name__ == "__main__":
+    main()
