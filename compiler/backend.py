@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import pathlib
-from typing import Mapping
+from typing import Callable, Mapping
 
 import runtime
 from ir.core import Function
@@ -19,7 +19,7 @@ try:  # ir/verify.py is being written concurrently; lower() re-checks types rega
 except ImportError:  # pragma: no cover - until ir.verify lands
     _verify = None
 
-__all__ = ["compile_function"]
+__all__ = ["compile_function", "compile_traced", "codegen_salt"]
 
 
 def compile_function(fn: Function, *, donated: Mapping[int, int] | None = None,
@@ -35,24 +35,52 @@ def compile_function(fn: Function, *, donated: Mapping[int, int] | None = None,
     """
     if _verify is not None:
         _verify(fn)
+    return _load(fn, lambda: fn, donated, cache)
+
+
+def compile_traced(traced: Function, optimize: Callable[[Function], Function], *,
+                   donated: Mapping[int, int] | None = None,
+                   cache: runtime.CompileCache | None = None) -> runtime.Executable:
+    """``compile_function(optimize(traced))``, with the cache keyed on ``traced``.
+
+    A cache hit then skips the optimisation passes as well as LLVM (together
+    most of a warm start); the key's salt covers the passes' sources. The
+    optimised function is verified before it is lowered, as always.
+    """
+    optimized = []
+
+    def get_optimized() -> Function:
+        if not optimized:
+            fn = optimize(traced)
+            if _verify is not None:
+                _verify(fn)
+            optimized.append(fn)
+        return optimized[0]
+
+    return _load(traced, get_optimized, donated, cache)
+
+
+def _load(key_fn: Function, optimized: Callable[[], Function], donated, cache
+          ) -> runtime.Executable:
     donated = dict(donated or {})
-    text = print_function(fn, show_locs=False)
+    text = print_function(key_fn, show_locs=False)
     if donated:
         text += f"\ndonated {sorted(donated.items())}\n"
     if cache is None:
         cache = runtime.CompileCache(flags.get("cache_dir"))
     exe = runtime.load_cached(
-        text, lambda: lower(fn, donated=donated), name=fn.name, salt=codegen_salt(),
-        cache=cache, donated=sorted(donated.items()),
+        text, lambda: lower(optimized(), donated=donated), name=key_fn.name,
+        salt=codegen_salt(), cache=cache, donated=sorted(donated.items()),
     )
-    # Text about the IR, not the object code, so rebuilt for a cache hit too (dump.py writes it).
-    exe.memory_plan = memory_plan_text(fn, donated)
+    # Text about the IR, not the object code: made when asked for (dump.py writes it).
+    exe.memory_plan = lambda: memory_plan_text(optimized(), donated)
     return exe
 
 
 def codegen_salt() -> str:
-    """What, besides the IR text, decides the generated code: the code generator's
-    sources, the knobs it reads, and the cores a default thread count comes from."""
+    """What, besides the IR text, decides the generated code: the sources of the
+    passes and the code generator, the knobs they read, and the cores a default
+    thread count comes from."""
     knobs = {name: flags.get(name) for name in flags.FLAGS if name not in flags.NOT_IN_CACHE_KEY}
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     from compiler import __version__
@@ -62,6 +90,10 @@ def codegen_salt() -> str:
 
 @functools.cache
 def _codegen_sources() -> str:
-    here = pathlib.Path(__file__).resolve().parent
-    return runtime.cache.source_fingerprint([here / "codegen", here / "backend.py",
-                                             here / "flags.py"])
+    # Everything between a traced function and its object code: the IR's op
+    # definitions, the passes, the code generator (not the front end).
+    compiler_dir = pathlib.Path(__file__).resolve().parent
+    ir_dir = compiler_dir.parent / "ir"
+    sources = [p for p in compiler_dir.iterdir() if p.suffix == ".py" or p.is_dir()]
+    sources = [p for p in sources if p.name not in ("frontend", "__pycache__")]
+    return runtime.cache.source_fingerprint(sorted(sources) + [ir_dir])

@@ -86,15 +86,19 @@ def compile_function(fn: Function, *, dump_dir: str | None = None, verify_each: 
     ``cache_dir`` overrides the persistent compile cache's folder (``"off"``
     disables it; default ``XLAC_CACHE_DIR`` or the user's cache folder).
     """
-    from compiler.backend import compile_function as lower_and_load
+    from compiler.backend import compile_function as lower_and_load, compile_traced
     from compiler.dump import Dump
 
     dump_dir = flags.get("dump_dir", dump_dir)
     dump = Dump(dump_dir) if dump_dir else None
+    cache = runtime.CompileCache(flags.get("cache_dir", cache_dir))
+    if dump is None:
+        # Keyed on the traced IR: a disk-cache hit skips the passes too.
+        return compile_traced(fn, lambda f: optimize(f, verify_each=verify_each),
+                              donated=donated, cache=cache)
     records: list[PassRecord] = []
     optimized = optimize(fn, verify_each=verify_each, dump=dump, records=records)
     start = time.perf_counter()
-    cache = runtime.CompileCache(flags.get("cache_dir", cache_dir))
     exe = lower_and_load(optimized, donated=donated, cache=cache)
     records.append(PassRecord("lower_and_load", time.perf_counter() - start, len(optimized.eqns),
                               len(optimized.eqns)))

@@ -58,7 +58,7 @@ from runtime.target import host_target
 
 __all__ = ["CACHE_DIR_ENV", "DISABLED_VALUES", "CacheEvent", "CacheStats", "CompileCache",
            "ProgramInfo", "default_cache_dir", "environment", "source_fingerprint", "cache_stats",
-           "reset_cache_stats"]
+           "reset_cache_stats", "cached_object"]
 
 CACHE_DIR_ENV = "XLAC_CACHE_DIR"  # mirrored by compiler/flags.py ("cache_dir")
 DISABLED_VALUES = ("off", "0", "none", "false")
@@ -386,6 +386,25 @@ class CompileCache:
 
     def __repr__(self) -> str:
         return f"CompileCache({str(self.directory) if self.directory else 'disabled'})"
+
+
+def cached_object(text: str, compile: Callable[[], bytes], *, name: str, salt: str = "",
+                  cache: CompileCache | None = None) -> bytes:
+    """Object code for ``text`` (e.g. LLVM IR of a runtime helper module) from the
+    disk cache, or ``compile()``-d and stored. For code that is not a program
+    with the Executable calling convention (those go through ``load_cached``)."""
+    cache = CompileCache() if cache is None else cache
+    if not cache.enabled:
+        return compile()
+    env = environment(salt)
+    key = cache.key(text, env)
+    found = cache.load(key, program=name, environment=env)
+    if found is not None:
+        return found[0]
+    object_code = compile()
+    info = ProgramInfo(name, "", "", (), (), 0, False)
+    cache.store(key, object_code, info, environment=env)
+    return object_code
 
 
 class _BadEntry(ValueError):

@@ -88,6 +88,7 @@ class Executable:
         self.entry = entry
         self._llvm_ir = llvm_ir  # text, or a function that regenerates it
         self._optimized_llvm_ir = optimized_llvm_ir
+        self._memory_plan: str | Callable[[], str] | None = None
         self.compile_seconds = dict(compile_seconds)
         self.donated: tuple[tuple[int, int], ...] = _check_donated(donated, self.param_types,
                                                                    self.result_types)
@@ -216,6 +217,17 @@ class Executable:
                 "donated buffer is overwritten by a result, so pass it only once (or a copy)")
 
     # -- introspection -----------------------------------------------------
+
+    @property
+    def memory_plan(self) -> str | None:
+        """Where each value lives (set by the compiler; may be made on first access)."""
+        if callable(self._memory_plan):
+            self._memory_plan = self._memory_plan()
+        return self._memory_plan
+
+    @memory_plan.setter
+    def memory_plan(self, text: str | Callable[[], str] | None) -> None:
+        self._memory_plan = text
 
     @property
     def llvm_ir(self) -> str:

@@ -205,6 +205,41 @@ def test_a_changed_knob_changes_the_key(tmp_path, monkeypatch):
     assert events[0].outcome == "miss" and "compiler" in events[0].reason
 
 
+def test_a_hit_through_the_pipeline_skips_the_passes(tmp_path, monkeypatch):
+    from compiler import pipeline
+
+    pipeline.compile_function(_program("piped"), cache_dir=str(tmp_path))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the passes ran on a cache hit")
+
+    monkeypatch.setattr(pipeline, "optimize", refuse)
+    before = _count_events()
+    exe = pipeline.compile_function(_program("piped"), cache_dir=str(tmp_path))
+    assert [e.outcome for e in _events(before)] == ["hit"]
+    _check(exe)
+    monkeypatch.undo()
+    assert isinstance(exe.memory_plan, str) and exe.memory_plan  # made on demand (passes run)
+
+
+def test_cached_object_for_runtime_helpers(tmp_path):
+    from runtime.cache import cached_object
+
+    cache = CompileCache(tmp_path)
+    calls = []
+
+    def compile_once():
+        calls.append(1)
+        return b"object code"
+
+    assert cached_object("helper ir", compile_once, name="helper", cache=cache) == b"object code"
+    assert cached_object("helper ir", compile_once, name="helper", cache=cache) == b"object code"
+    assert calls == [1]
+    off = CompileCache("off")
+    assert cached_object("helper ir", compile_once, name="helper", cache=off) == b"object code"
+    assert calls == [1, 1]
+
+
 def test_stats_string_names_miss_reasons():
     text = str(runtime.cache_stats())
     assert text.startswith("compile cache: ") and "hit(s)" in text
@@ -218,12 +253,13 @@ _CHILD = textwrap.dedent("""
     from compiler import jit
 
     if sys.argv[1] == "warm":
-        # A warm start must not run LLVM, nor even build the LLVM IR.
+        # A warm start must not run LLVM, nor build the LLVM IR, nor run the passes.
         def refuse(*args, **kwargs):
             raise AssertionError("LLVM was run on a cache hit")
         runtime.loader.compile_program = refuse
-        import compiler.backend
+        import compiler.backend, compiler.pipeline
         compiler.backend.lower = refuse
+        compiler.pipeline.optimize = refuse
 
     @jit
     def step(w, x):
