@@ -44,8 +44,8 @@ from ir.graph import value_names
 
 from compiler.passes.cse import eliminate_common_subexpressions
 from compiler.passes.dce import eliminate_dead_code
-from compiler.codegen.fusion_plan import (CHEAP_TO_DUPLICATE, FUSION_OP, NotFusible, is_fusible,
-                                          plan_fusion)
+from compiler.codegen.fusion_plan import (CHEAP_TO_DUPLICATE, FUSION_OP, REDUCTIONS, NotFusible,
+                                          is_fusible, plan_fusion, row_split)
 from compiler.passes.rewrite import Rewriter
 
 __all__ = ["fuse", "explain_fusion", "FusionDecision", "kernel_count"]
@@ -186,6 +186,11 @@ class _Groups:
                     self.pred[self.group[e]].add(self.group[p])
         self.fusible = {e: is_fusible(e) for e in fn.eqns}
         self.reasons: dict[tuple[Eqn, Eqn], str] = {}
+        # A group's version changes when it grows: a check that failed for two
+        # versions fails again (memoised), and summaries are recomputed.
+        self.version: dict[int, int] = {i: 0 for i in self.members}
+        self._failed: dict[tuple, str] = {}
+        self._summaries: dict[tuple[int, int], tuple] = {}
 
     def same(self, a: Eqn, b: Eqn) -> bool:
         return self.group[a] == self.group[b]
@@ -211,11 +216,56 @@ class _Groups:
     def _union_members(self, a: int, b: int) -> list[Eqn]:
         return sorted(self.members[a] + self.members[b], key=self.position.__getitem__)
 
+    def _summary(self, g: int) -> tuple:
+        """(row splits, has a reduction that fuses only alone, output sizes) of group g."""
+        key = (g, self.version[g])
+        found = self._summaries.get(key)
+        if found is None:
+            splits, alone = set(), False
+            for e in self.members[g]:
+                if e.op in REDUCTIONS:
+                    split = row_split(e)
+                    if split is None or split[1] < 2:
+                        alone = True
+                    else:
+                        splits.add(split)
+            sizes = frozenset(v.type.size for v in self._outputs(self.members[g]))
+            found = self._summaries[key] = (frozenset(splits), alone, sizes)
+        return found
+
+    def _quick_reject(self, a: int, b: int) -> str | None:
+        """Reasons ``plan_fusion`` would certainly give, read from the two summaries."""
+        splits_a, alone_a, sizes_a = self._summary(a)
+        splits_b, alone_b, sizes_b = self._summary(b)
+        if (alone_a and (alone_b or splits_b)) or (alone_b and splits_a):
+            return "a reduction over axes that are not a trailing block (or an argmax/argmin) is " \
+                   "fused only as the single reduction of its fusion"
+        if splits_a and splits_b and splits_a != splits_b:
+            described = ", ".join(f"{r} rows of {c}" for r, c in sorted(splits_a | splits_b))
+            return f"reductions over differently sized rows ({described})"
+        linked = b in self.succ[a] or a in self.succ[b]
+        if not linked and not (splits_a or splits_b or alone_a or alone_b) and \
+                len(sizes_a | sizes_b) > 1:
+            return "results of different sizes need different loops"
+        return None
+
     def _check(self, a: int, b: int) -> str | None:
-        """None if groups a and b may merge, else why not."""
+        """None if groups a and b may merge, else why not (memoised per version)."""
+        key = (a, self.version[a], b, self.version[b])
+        if key not in self._failed:
+            reason = self._check_now(a, b)
+            if reason is None:
+                return None
+            self._failed[key] = reason
+        return self._failed[key]
+
+    def _check_now(self, a: int, b: int) -> str | None:
         if any(not self.fusible[e] for e in self.members[a] + self.members[b]):
             culprit = next(e for e in self.members[a] + self.members[b] if not self.fusible[e])
             return f"'{culprit.op}' is not fusible (its own kernel)"
+        quick = self._quick_reject(a, b)
+        if quick is not None:
+            return quick
         members = self._union_members(a, b)
         try:
             plan_fusion(members, self._inputs(members), self._outputs(members), schedule=False,
@@ -246,6 +296,9 @@ class _Groups:
             self.group[e] = a
         self.members[a] = self._union_members(a, b)
         del self.members[b]
+        # A failed check stays failed until one of its groups grows: the rules look
+        # only at the two groups, and merging elsewhere only adds paths (cycles).
+        self.version[a] += 1
         succ = (self.succ.pop(b) | self.succ[a]) - {a, b}
         pred = (self.pred.pop(b) | self.pred[a]) - {a, b}
         self.succ[a], self.pred[a] = succ, pred
