@@ -315,6 +315,9 @@ define i64 @xlac_pool_workers() {{
 
 def pool_unavailable_reason() -> str | None:
     """Why this platform cannot run the pool (None: it can)."""
+    from runtime.target import initialize_llvm
+
+    initialize_llvm()  # makes the process's symbols (libc's pthread_create) visible
     if not platform.system() == "Linux":
         return f"the thread pool needs Linux futexes (this is {platform.system()})"
     if platform.machine().lower() not in _FUTEX_SYSCALL:

@@ -53,6 +53,8 @@ def emit_gemm(b: ll.IRBuilder, plan: GemmPlan, name: str, c: ll.Value, a: ll.Val
     """C = A @ B for every batch, at the builder's position (see the module docstring)."""
     gemm = _define_gemm(b.module, plan, f"{name}.gemm")
     shape = plan.shape
+    if scratch is None:  # nothing is packed (both operands are read in place)
+        scratch = ll.Constant(PTR, None)
     if plan.threads == 1:
         b.call(gemm, [c, a, bmat, scratch, _const(0), _const(shape.batch), _const(0),
                       _const(shape.m), _const(0), _const(shape.n)])

@@ -22,12 +22,12 @@ import llvmlite.ir as ll
 
 from compiler.codegen.llvm_types import I64, index_constant
 
-__all__ = ["counted_loop", "pack_block"]
+__all__ = ["counted_loop", "if_then", "loop_hints", "pack_block"]
 
 _NUW_NSW = ("nuw", "nsw")
 
 
-def _loop_hints(module: ll.Module, vectorize: bool, unroll: bool):
+def loop_hints(module: ll.Module, vectorize: bool, unroll: bool):
     """Loop metadata ``!{self, hints...}`` turning off the vectoriser and/or the unroller."""
     hints = []
     if not vectorize:
@@ -43,10 +43,13 @@ def _loop_hints(module: ll.Module, vectorize: bool, unroll: bool):
 
 
 @contextlib.contextmanager
-def counted_loop(b: ll.IRBuilder, count: ll.Value, *, name: str, vectorize: bool = True,
-                 unroll: bool = True) -> Iterator[ll.Value]:
-    """``for i in range(count)`` for a runtime (or constant) ``count >= 1``;
-    ``vectorize=False`` / ``unroll=False`` keep LLVM's vectoriser / unroller off it."""
+def counted_loop(b: ll.IRBuilder, count: ll.Value, *, name: str, vectorize: bool = False,
+                 unroll: bool = False) -> Iterator[ll.Value]:
+    """``for i in range(count)`` for a runtime (or constant) ``count >= 1``.
+
+    The GEMM's loops are scheduled by hand (the vector code is explicit), so
+    LLVM's vectoriser and unroller stay off them unless asked: they would only
+    add code and compile time (scatters, epilogues, unrolled driver loops)."""
     if isinstance(count, ll.Constant) and count.constant == 1:
         yield index_constant(0)
         return
@@ -63,7 +66,7 @@ def counted_loop(b: ll.IRBuilder, count: ll.Value, *, name: str, vectorize: bool
     exit_block = b.append_basic_block(f"{name}.exit")
     branch = b.cbranch(more, body, exit_block)
     if not (vectorize and unroll):
-        branch.set_metadata("llvm.loop", _loop_hints(b.module, vectorize, unroll))
+        branch.set_metadata("llvm.loop", loop_hints(b.module, vectorize, unroll))
     index.add_incoming(next_index, latch)
     b.position_at_end(exit_block)
 
@@ -131,16 +134,15 @@ def _pack_panel(b, etype, dst, src, depth, width, valid, stride_t, stride_k, pad
     # k is contiguous in the source: read each element's row along k
     # contiguously and write with stride ``width`` (the transposing copy).
     # Vectorised, this loop becomes scatters (slow, and a lot of code).
-    # Kept rolled: one copy loop instead of ``width`` unrolled ones.
-    with counted_loop(b, index_constant(valid), name=f"{name}.r", unroll=False) as r:
+    # The row loop stays rolled: one copy loop instead of ``width`` unrolled ones.
+    with counted_loop(b, index_constant(valid), name=f"{name}.r") as r:
         row_src = _gep(b, src, _mul(b, r, stride_t), etype)
-        with counted_loop(b, depth, name=name, vectorize=False) as p:
+        with counted_loop(b, depth, name=name, unroll=True) as p:
             out = _gep(b, dst, b.add(_mul(b, p, width), r, flags=_NUW_NSW), etype)
             b.store(b.load(_gep(b, row_src, p, etype), typ=etype), out)
     if pad and valid < width:
-        with counted_loop(b, index_constant(width - valid), name=f"{name}.z",
-                          unroll=False) as z:
+        with counted_loop(b, index_constant(width - valid), name=f"{name}.z") as z:
             r = b.add(z, index_constant(valid), flags=_NUW_NSW)
-            with counted_loop(b, depth, name=f"{name}.zp", vectorize=False) as p:
+            with counted_loop(b, depth, name=f"{name}.zp") as p:
                 out = _gep(b, dst, b.add(_mul(b, p, width), r, flags=_NUW_NSW), etype)
                 b.store(zero, out)

@@ -1,0 +1,137 @@
+"""W3: f32 matmul GFLOP/s against numpy (OpenBLAS), JAX and PyTorch, 1 and 2 threads.
+
+    python benchmarks/matmul.py                        # every shape, 1 and 2 threads
+    python benchmarks/matmul.py --threads 2 --shapes 1024,2048x2048x2048
+    python benchmarks/matmul.py --shapes 64x300x700 --transposed
+
+Shapes are ``MxKxN`` (``A[M,K] @ B[K,N]``; a single number means a cube).
+Each thread count runs in a fresh subprocess, because the libraries fix their
+thread pools when imported: OPENBLAS_NUM_THREADS / OMP_NUM_THREADS,
+XLAC_NUM_THREADS, torch.set_num_threads and, for one thread, XLA's
+``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1`` are set
+before the import. Inside a process the contenders run interleaved round by
+round (benchmarks/harness.py) and the table shows medians as GFLOP/s
+(2*M*N*K / seconds) and the ratio to numpy's GFLOP/s (higher is better).
+``--transposed`` times ``A.T @ B`` and ``A @ B.T`` from stored transposes
+(the gradient's products) instead of ``A @ B``.
+
+Targets (issue 5): at 1024 and 2048 at least 0.9x numpy on one thread and on
+two; at 256 and the awkward shapes (1000^3, 4096x512x10) at least 0.7x. The
+machine is shared: the load average is printed with each table, and numbers
+taken under load (another process on a core) mean little for two threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import subprocess
+import sys
+
+HERE = pathlib.Path(__file__).resolve().parent
+DEFAULT_SHAPES = "256,1024,2048,1000,4096x512x10"
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    parts = [int(p) for p in text.lower().split("x")]
+    if len(parts) == 1:
+        return parts[0], parts[0], parts[0]
+    if len(parts) != 3:
+        raise SystemExit(f"shape {text!r}: expected N or MxKxN")
+    return parts[0], parts[1], parts[2]
+
+
+def child_environment(threads: int) -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                 "XLAC_NUM_THREADS"):
+        env[name] = str(threads)
+    if threads == 1:
+        flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + flags).strip()
+    return env
+
+
+def run_child(args) -> None:
+    """Time every shape with the thread settings this process was started with."""
+    sys.path.insert(0, str(HERE))
+    sys.path.insert(0, str(HERE.parent))
+    import numpy as np
+
+    from harness import Contender, measure, optional_jax, optional_torch, report
+
+    import compiler
+
+    threads = int(os.environ["XLAC_NUM_THREADS"])
+    torch = optional_torch()
+    if torch is not None:
+        torch.set_num_threads(threads)
+    jax = optional_jax()
+    rng = np.random.default_rng(0)
+    for text in args.shapes.split(","):
+        m, k, n = parse_shape(text)
+        flops = 2.0 * m * n * k
+        variants = [("A.T@B", True, False), ("A@B.T", False, True)] if args.transposed \
+            else [("A@B", False, False)]
+        for label, t_a, t_b in variants:
+            a = rng.standard_normal((k, m) if t_a else (m, k)).astype(np.float32)
+            b = rng.standard_normal((n, k) if t_b else (k, n)).astype(np.float32)
+            contenders = _contenders(compiler, np, jax, torch, a, b, t_a, t_b)
+            rounds = 7 if flops > 4e9 else 15
+            measure(contenders, rounds=rounds, warmup=2, min_seconds=0.05)
+            load = os.getloadavg()[0]
+            title = (f"W3 {label} {m}x{k}x{n} f32, {threads} thread(s) "
+                     f"(load average {load:.2f}); GFLOP/s, ratio = GFLOP/s / numpy's")
+            base = next(c for c in contenders if c.name == "numpy").median
+
+            def extra(c, flops=flops, base=base):
+                return f"{flops / c.median / 1e9:8.1f} GFLOP/s  {base / c.median:5.2f}x numpy"
+
+            report(title, contenders, "numpy", extra)
+
+
+def _contenders(compiler, np, jax, torch, a, b, t_a, t_b):
+    from harness import Contender
+
+    def product(x, y):
+        return (x.T if t_a else x) @ (y.T if t_b else y)
+
+    ours = compiler.jit(product)
+    expected = product(a.astype(np.float64), b.astype(np.float64))
+    got = np.asarray(ours(a, b))
+    k = a.shape[0] if t_a else a.shape[1]
+    bound = 2 * k * np.finfo(np.float32).eps * product(np.abs(a), np.abs(b)) + 1e-30
+    if not np.all(np.abs(got - expected) <= bound):
+        raise SystemExit("xla-py result differs from numpy beyond the documented tolerance")
+    contenders = [Contender("xla-py", lambda: ours(a, b)),
+                  Contender("numpy", lambda: product(a, b))]
+    if jax is not None:
+        jitted = jax.jit(product)
+        ja, jb = jax.device_put(a), jax.device_put(b)
+        contenders.append(Contender("jax", lambda: jitted(ja, jb).block_until_ready()))
+    if torch is not None:
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        contenders.append(Contender("torch", lambda: product(ta, tb)))
+    return contenders
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", default=DEFAULT_SHAPES, help="comma-separated N or MxKxN")
+    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    parser.add_argument("--transposed", action="store_true",
+                        help="time A.T@B and A@B.T from stored transposes")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        run_child(args)
+        return
+    for threads in (int(t) for t in args.threads.split(",")):
+        command = [sys.executable, str(pathlib.Path(__file__).resolve()), "--child",
+                   "--shapes", args.shapes] + (["--transposed"] if args.transposed else [])
+        subprocess.run(command, env=child_environment(threads), check=True)
+
+
+if __name__ == "__main__":
+    main()
