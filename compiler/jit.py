@@ -24,8 +24,9 @@ of the containers' types, lengths and keys, which together determine the
 Signature; so a hit goes directly to the Executable (which still checks
 contiguity and alignment, and converts what it must). A key the fast path
 has not seen falls through to the general path, which records the key after a
-successful call; anything else (keyword arguments, static arguments, Python
-scalars, Variables) always takes the general path. Both paths raise the same
+successful call. Positional static arguments join the key by value; anything
+else (keyword arguments, static argument names, Python scalars, Variables)
+always takes the general path. Both paths raise the same
 errors, because errors only ever come from the general path or the Executable.
 
 NOTE: [Donation]
@@ -115,11 +116,15 @@ class Jitted:
         self._traces: dict[Signature, Traced] = {}
         self._programs: dict[Signature, _Program] = {}
         self._fast: dict[tuple, _Program] = {}  # see [Dispatch]
-        self._fast_ok = not self.static_argnums and not self.static_argnames
+        # Positional static arguments are part of the fast key; static names (and
+        # negative positions) keep a function on the general path.
+        self._fast_ok = not self.static_argnames and all(i >= 0 for i in self.static_argnums)
+        self._static = frozenset(self.static_argnums)
+        self._flat_ok = self._fast_ok and not self._static
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args, **kwargs):
-        if self._fast_ok and not kwargs:
+        if self._flat_ok and not kwargs:
             key = []
             arrays = []
             for arg in args:
@@ -136,9 +141,13 @@ class Jitted:
                 if program is not None:
                     return program.run(args, arrays)
                 return self._call(args, kwargs)
-            found = _tree_key(args)  # nested containers of arrays (a params dict...)
+        if self._fast_ok and not kwargs:
+            found = _tree_key(args, self._static)  # containers of arrays, static arguments
             if found is not None:
-                program = self._fast.get(found[0])
+                try:
+                    program = self._fast.get(found[0])
+                except TypeError:  # an unhashable static argument: the general path says so
+                    program = None
                 if program is not None:
                     return program.run(found[1], found[2])
         return self._call(args, kwargs)
@@ -156,7 +165,7 @@ class Jitted:
             program = self._programs[signature] = _Program(
                 traced, self._donated_leaves(signature), self._name, self.dump_dir)
         # The fast-path key is taken now: running may delete donated Tensors.
-        found = _tree_key(args) if self._fast_ok and not kwargs else None
+        found = _tree_key(args, self._static) if self._fast_ok and not kwargs else None
         result = program.run(leaves, program.arrays_of(leaves))
         if found is not None:  # the call succeeded: later ones may take the fast path
             self._fast[found[0]] = program
@@ -273,15 +282,30 @@ class _Program:
         return outputs
 
 
-def _tree_key(args) -> tuple[tuple, list, list] | None:
+_STATIC = object()  # marks a static argument's value in a fast-path key
+
+
+def _tree_key(args, static: frozenset = frozenset()) -> tuple[tuple, list, list] | None:
     """``(key, leaves, arrays)`` of a call whose arguments are arrays, Tensors and
-    tuples/lists/dicts/None of them (see [Dispatch]); None for anything else.
+    tuples/lists/dicts/None of them, plus static arguments at the positions in
+    ``static`` (see [Dispatch]); None for anything else.
 
     The key encodes the structure and each leaf's (shape, dtype) so that it can
     be read back unambiguously: a leaf starts with its shape (a tuple), a
-    container with its type (and a dict then with its sorted keys).
+    container with its type (and a dict then with its sorted keys), a static
+    argument with a marker and then its value.
     """
     key, leaves, arrays = [], [], []
+    if static:
+        key.append(len(args))  # static positions depend on the argument count
+        dynamic = []
+        for i, arg in enumerate(args):
+            if i in static:
+                key.append(_STATIC)
+                key.append(arg)
+            else:
+                dynamic.append(arg)
+        args = dynamic
     stack = list(reversed(args))
     while stack:
         node = stack.pop()

@@ -121,13 +121,29 @@ def test_non_array_arguments_take_the_general_path():
     assert len(f._fast) == 1
 
 
-def test_keyword_and_static_arguments_take_the_general_path():
-    f = jit(lambda x, scale: x * scale, static_argnums=1)
+def test_keyword_arguments_and_static_names_take_the_general_path():
+    f = jit(lambda x, scale: x * scale, static_argnames="scale")
     x = np.ones(2, np.float32)
-    assert np.asarray(f(x, 3.0)).tolist() == [3, 3] and np.asarray(f(x, 4.0)).tolist() == [4, 4]
+    assert np.asarray(f(x, scale=3.0)).tolist() == [3, 3]
     assert not f._fast
     g = jit(lambda x, y: x - y)
     assert np.asarray(g(x, y=x)).tolist() == [0, 0] and not g._fast
+
+
+def test_positional_static_arguments_are_part_of_the_fast_key(monkeypatch):
+    f = jit(lambda x, scale, params: x * scale + params["b"], static_argnums=1)
+    x, params = np.ones(2, np.float32), {"b": np.zeros(2, np.float32)}
+    assert np.asarray(f(x, 3.0, params)).tolist() == [3, 3]
+    assert np.asarray(f(x, 4.0, params)).tolist() == [4, 4]
+    assert len(f._fast) == 2 and f.cache_size == 2
+    _refuse_general_path(monkeypatch, f)
+    assert np.asarray(f(x, 3.0, params)).tolist() == [3, 3]
+    assert np.asarray(f(x, 4.0, params)).tolist() == [4, 4]
+    with pytest.raises(AssertionError, match="general path"):
+        f(x, 5.0, params)  # a new static value is a new program
+    monkeypatch.undo()
+    with pytest.raises(TypeError, match="static arguments must be hashable"):
+        f(x, [1.0], params)
 
 
 def test_variables_join_the_graph_even_with_a_warm_fast_path():
