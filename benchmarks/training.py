@@ -38,7 +38,8 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from harness import Contender, measure, optional_jax, optional_torch, report, set_threads  # noqa: E402
+from harness import (Contender, measure, optional_jax, optional_torch, report,  # noqa: E402
+                     set_threads)
 
 SIZES = (784, 512, 512, 10)
 BATCH = 256
@@ -152,7 +153,8 @@ def w4(rounds: int) -> None:
     contenders = []
 
     numpy_params = copy_params(params)
-    contenders.append(Contender("numpy (hand-written)", lambda: numpy_step(numpy_params, x, labels)))
+    contenders.append(Contender("numpy (hand-written)",
+                                lambda: numpy_step(numpy_params, x, labels)))
 
     donating = jit(xla_step(), donate_argnums=0)
     state = {"params": copy_params(params)}
@@ -198,7 +200,8 @@ def _check_w4_agreement(params, x, labels, donating, jax, torch) -> None:
     losses["xla-py"] = float(jit(xla_step())(copy_params(params), x, labels)[1])
     if jax is not None:
         start = jax.tree_util.tree_map(jax.numpy.asarray, copy_params(params))
-        losses["JAX"] = float(jax_step(jax)(start, jax.numpy.asarray(x), jax.numpy.asarray(labels))[1])
+        jx, jl = jax.numpy.asarray(x), jax.numpy.asarray(labels)
+        losses["JAX"] = float(jax_step(jax)(start, jx, jl)[1])
     if torch is not None:
         tparams = {k: torch.tensor(v, requires_grad=True) for k, v in copy_params(params).items()}
         loss = torch_step(torch)(tparams, torch.from_numpy(x),
@@ -292,8 +295,9 @@ def w5(repeats: int) -> None:
         latency = statistics.median(r["latency"] for r in runs)
         first = statistics.median(r["first"] for r in runs)
         steady = statistics.median(r["steady"] for r in runs)
-        hits = f"  cache hits {runs[-1]['hits']} misses {runs[-1]['misses']}" if "hits" in runs[-1] \
-            else ""
+        hits = ""
+        if "hits" in runs[-1]:
+            hits = f"  cache hits {runs[-1]['hits']} misses {runs[-1]['misses']}"
         print(f"  {name:<28} {latency * 1e3:9.1f} ms {latency / base_latency:13.2f}x   "
               f"{first * 1e3:.1f} ms / {steady * 1e3:.2f} ms{hits}", flush=True)
 

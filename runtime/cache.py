@@ -144,7 +144,8 @@ class CacheStats:
     def __str__(self) -> str:
         lines = [f"compile cache: {self.hits} hit(s), {self.misses} miss(es), "
                  f"{self.stores} store(s), {self.errors} bad entr(ies)"]
-        lines += [f"  miss: {reason} (x{count})" for reason, count in self.miss_reasons.most_common()]
+        lines += [f"  miss: {reason} (x{count})"
+                  for reason, count in self.miss_reasons.most_common()]
         return "\n".join(lines)
 
 
@@ -255,7 +256,8 @@ class CompileCache:
     @staticmethod
     def key(program_text: str, environment: dict[str, str]) -> str:
         """``<program hash>-<environment hash>``; ``environment`` from ``environment()``."""
-        return f"{_digest(program_text)[:40]}-{_digest(json.dumps(environment, sort_keys=True))[:16]}"
+        environment_hash = _digest(json.dumps(environment, sort_keys=True))
+        return f"{_digest(program_text)[:40]}-{environment_hash[:16]}"
 
     def path(self, key: str) -> pathlib.Path:
         if self.directory is None:

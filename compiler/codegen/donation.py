@@ -19,12 +19,15 @@ correct only if nothing needs the old values afterwards:
    the position it is about to write, and never again after writing it: an
    elementwise op, or a fusion reading it only aligned -- the pairs
    ``fused.inplace_pairs`` gives, which the memory plan uses to let results
-   take over dying intermediates (memory.py, [In-place results]). Such a kernel loads every operand element
-   it needs for ``out[k]`` before it stores ``out[k]`` and never touches
-   ``in[k]`` again, which is what makes the shared buffer safe even though
-   kernels take their pointers ``noalias`` (the store depends on the loads, so
-   no reordering can put it before them, and other lanes and iterations touch
-   other elements).
+   take over dying intermediates (memory.py, [In-place results]). Such a
+   kernel loads every operand element it needs for ``out[k]`` before it
+   stores ``out[k]`` and never touches ``in[k]`` again, which is what makes
+   the shared buffer safe even though kernels take their pointers ``noalias``
+   (the store depends on the loads, so no reordering can put it before them,
+   and other lanes and iterations touch other elements). A kernel with several
+   results may store one before it loads the next one's operands at the same
+   position (fused kernels read through generators, lazily), so none of its
+   results is written in place.
 
 The plain SGD update ``p - lr * g`` at the end of a training step is such a
 producer, so that step updates its parameters with no copy. An optimiser with
