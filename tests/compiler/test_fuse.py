@@ -303,7 +303,7 @@ def random_graphs(draw):
     for _ in range(draw(st.integers(2, 14))):
         kind = draw(st.sampled_from(["unary", "binary", "binary", "row", "col", "bcast", "select",
                                      "iota", "transpose", "argmax", "scalar", "diamond",
-                                     "diamond"]))
+                                     "diamond", "pad", "concat"]))
         full = pools[(R, C)]
         pick = lambda pool: draw(st.sampled_from(pool))  # noqa: E731
         if kind == "unary":
@@ -335,6 +335,14 @@ def random_graphs(draw):
             op = draw(st.sampled_from(["reduce_sum", "reduce_max"]))
             r = b.broadcast(b.emit(op, [x], {"axes": [1]})[0], shape=[R, C], dims=[0])
             full.append(b.emit(draw(st.sampled_from(BINARY)), [x, r])[0])
+        elif kind == "pad":  # a shifted copy with zeros at the border
+            cut = b.slice(pick(full), start=[1, 0], stop=[R, C - 2], step=[1, 1])
+            full.append(b.pad(cut, low=[0, 1], high=[1, 1], interior=[0, 0]))
+        elif kind == "concat":
+            half = C // 2
+            left = b.slice(pick(full), start=[0, 0], stop=[R, half], step=[1, 1])
+            right = b.slice(pick(full), start=[0, half], stop=[R, C], step=[1, 1])
+            full.append(b.concat(right, left, axis=1))
         elif kind == "argmax":
             pools[(R,)].append(b.cast(b.argmax(pick(full), axis=1), "f32"))
         else:
