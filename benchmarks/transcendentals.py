@@ -51,7 +51,8 @@ def _reference(op: str, x: np.ndarray) -> np.ndarray:
     """Float64 numpy, rounded once to float32 (logistic in its stable two-branch form)."""
     x64 = x.astype(np.float64)
     if op == "logistic":
-        return np.where(x64 >= 0, 1 / (1 + np.exp(-x64)), np.exp(x64) / (1 + np.exp(x64))).astype(np.float32)
+        e = np.exp(-np.abs(x64))
+        return np.where(x64 >= 0, 1 / (1 + e), e / (1 + e)).astype(np.float32)
     return NUMPY[op](x64).astype(np.float32)
 
 

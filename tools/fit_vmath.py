@@ -27,7 +27,8 @@ def remez(target, weight, powers, lo, hi, *, grid=3000, iterations=60):
     Chebyshev grid of ``grid`` points (second-order effect on the error).
     """
     lo, hi = mp.mpf(lo), mp.mpf(hi)
-    ts = [(lo + hi) / 2 - (hi - lo) / 2 * mp.cos(mp.pi * (i + mp.mpf(0.5)) / grid) for i in range(grid)]
+    half = mp.mpf(0.5)
+    ts = [(lo + hi) / 2 - (hi - lo) / 2 * mp.cos(mp.pi * (i + half) / grid) for i in range(grid)]
     values = [target(t) for t in ts]
     weights = [abs(weight(t)) for t in ts]  # the sign of the error does not matter
     rows = [[t ** k for k in powers] for t in ts]
@@ -82,12 +83,15 @@ def _series_safe(fn, t, small, series):
 
 # -- the fitted functions ------------------------------------------------------
 
+R_MAX = 0.3466 * 1.002  # |r| <= ln2/2 after exp's reduction, with slack for rounding
+
+
 def exp_q(degree):
     # e^r = 1 + r + r^2 q(r)
     def target(r):
         return _series_safe(lambda r: (mp.exp(r) - 1 - r) / r ** 2, r, mp.mpf("1e-20"),
                             lambda r: mp.mpf(1) / 2 + r / 6)
-    return remez(target, lambda r: r ** 2 / mp.exp(r), range(degree + 1), -0.3466 * 1.002, 0.3466 * 1.002)
+    return remez(target, lambda r: r ** 2 / mp.exp(r), range(degree + 1), -R_MAX, R_MAX)
 
 
 def expm1_q(degree):
@@ -95,7 +99,7 @@ def expm1_q(degree):
     def target(r):
         return _series_safe(lambda r: (mp.exp(r) - 1 - r) / r ** 2, r, mp.mpf("1e-20"),
                             lambda r: mp.mpf(1) / 2 + r / 6)
-    return remez(target, lambda r: r ** 2 / mp.expm1(r), range(degree + 1), -0.3466 * 1.002, 0.3466 * 1.002)
+    return remez(target, lambda r: r ** 2 / mp.expm1(r), range(degree + 1), -R_MAX, R_MAX)
 
 
 S_MAX = (mp.sqrt(2) - 1) / (mp.sqrt(2) + 1)  # |f / (2 + f)| for f in [sqrt(2)/2 - 1, sqrt(2) - 1]

@@ -164,7 +164,7 @@ class _Emitter:
 
     def i(self, value: int) -> ll.Constant:
         bits = self.fmt.width
-        return ll.Constant(self.it, (int(value) + (1 << bits)) % (1 << bits) if value < 0 else int(value))
+        return ll.Constant(self.it, int(value) % (1 << bits))  # two's complement
 
     # float arithmetic (IEEE, no fast-math flags)
     def add(self, x, y): return self.b.fadd(x, y)
@@ -213,7 +213,8 @@ class _Emitter:
     def pow2(self, n):
         """2**n as a float, for an integer ``n`` in the normal exponent range."""
         fmt = self.fmt
-        return self.from_bits(self.b.shl(self.b.add(n, self.i(fmt.bias)), self.i(fmt.mantissa_bits)))
+        biased = self.b.add(n, self.i(fmt.bias))
+        return self.from_bits(self.b.shl(biased, self.i(fmt.mantissa_bits)))
 
 
 def _ln2(m: _Emitter) -> tuple[ll.Constant, ll.Constant]:

@@ -137,7 +137,8 @@ def _inputs(op: str, dtype) -> np.ndarray:
         parts += [_dense(exp_lo - 1, exp_hi + 1, n, dtype), _dense(-1, 1, n // 4, dtype),
                   _around([exp_hi, exp_lo, denormal, -exp_hi, -exp_lo, -denormal], dtype)]
     if op == "expm1":
-        parts += [_dense(-1e-3, 1e-3, n // 4, dtype), _around([-17.33, -37.43, 0.3466, -0.3466], dtype)]
+        parts += [_dense(-1e-3, 1e-3, n // 4, dtype),
+                  _around([-17.33, -37.43, 0.3466, -0.3466], dtype)]
     if op == "logistic":
         parts += [_around([17.33, 36.74, -17.33, -36.74], dtype)]
     if op in ("log", "log1p"):
@@ -280,7 +281,8 @@ def test_special_values(dtype):
         x = np.array([p[0] for p in pairs], dtype)
         want = np.array([p[1] for p in pairs], dtype)
         got = _run(op, x)
-        same = (got == want) & (np.signbit(got) == np.signbit(want)) | np.isnan(got) & np.isnan(want)
+        same = ((got == want) & (np.signbit(got) == np.signbit(want))
+                | np.isnan(got) & np.isnan(want))
         assert same.all(), f"{op}: x={x[~same]} gave {got[~same]}, expected {want[~same]}"
 
 
