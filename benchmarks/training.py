@@ -17,7 +17,8 @@ W6  per-call overhead of jit(lambda x: x + 1) on f32[1] against JAX jit,
     PyTorch eager and numpy. Target: at most 3 us.
 
 Every library runs with its default threads on this machine (2 cores);
-``--threads N`` asks all of them for N.
+``--threads N`` asks all of them for N (useful when another process keeps a
+core busy: a 2-thread BLAS then waits on it and looks many times slower).
 """
 
 from __future__ import annotations
@@ -32,7 +33,24 @@ import sys
 import tempfile
 import time
 
-import numpy as np
+
+def _thread_environment(argv) -> None:
+    """``--threads N``: thread pools that are sized when a library loads (OpenBLAS
+    under numpy, XLA's) read these variables, so they are set before any import."""
+    if "--threads" not in argv or argv.index("--threads") + 1 >= len(argv):
+        return
+    n = argv[argv.index("--threads") + 1]
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLAC_NUM_THREADS"):
+        os.environ[name] = n
+    if n == "1":
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                   " --xla_cpu_multi_thread_eigen=false"
+                                   " intra_op_parallelism_threads=1").strip()
+
+
+_thread_environment(sys.argv)
+
+import numpy as np  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
