@@ -79,6 +79,8 @@ def inplace_pairs(eqn: Eqn) -> list[tuple[int, int]]:
     """``(result k, operand j)`` pairs whose buffers may be one: the kernel reads
     operand j only at the position it is about to write in result k, and never
     again after writing it (see NOTE: [In-place results] in memory.py)."""
+    if eqn.body is not None and eqn.attrs.get("kind") == "gemm":
+        return []  # gemm_fusion.py: partial sums land in a result before operands are read
     if eqn.body is None:
         if not _elementwise(eqn.op):
             return []
@@ -259,7 +261,8 @@ def _emit_rows(b, plan: FusionPlan, evaluator: _Evaluator, outs: list[Array],
     out_of = dict(zip(plan.outputs, outs, strict=True))
     caches, offset = {}, 0
     for v in plan.cached:
-        pointer = b.gep(scratch, [index_constant(offset)], inbounds=True, source_etype=ll.IntType(8))
+        pointer = b.gep(scratch, [index_constant(offset)], inbounds=True,
+                        source_etype=ll.IntType(8))
         caches[v] = Array(pointer, TensorType(v.dtype, (cols,)))
         offset += -(-cols * v.dtype.itemsize // 64) * 64
     row_values = [e.outputs[0] for e in plan.eqns if plan.access.get(e.outputs[0]) == "row"]

@@ -266,7 +266,8 @@ def plan_fusion(eqns: Sequence[Eqn], inputs: Sequence[Value], outputs: Sequence[
     if root is not None:
         if len(reductions) > 1:
             raise NotFusible(f"'{root.op}' over axes that are not a trailing block (or an "
-                             "argmax/argmin) is fused only as the single reduction of its fusion", root)
+                             "argmax/argmin) is fused only as the single reduction of its fusion",
+                             root)
         if outputs != list(root.outputs):
             raise NotFusible(f"'{root.op}' over axes that are not a trailing block (or an "
                              "argmax/argmin) must be the only result of its fusion", root)
@@ -352,8 +353,8 @@ def plan_fusion(eqns: Sequence[Eqn], inputs: Sequence[Value], outputs: Sequence[
             factor = _evaluations_per_read(root) if mode == "nest" else 1
             evaluations = (count[access[v]] * factor if v in access else 0) + gathered.get(v, 0.0)
             if evaluations > v.type.size:
-                raise NotFusible(f"'{e.op}' would be computed {evaluations / v.type.size:.3g} times "
-                                 "per element", e)
+                times = evaluations / v.type.size
+                raise NotFusible(f"'{e.op}' would be computed {times:.3g} times per element", e)
 
     plan = FusionPlan(mode, rows, cols, shape, root, eqns, inputs, outputs, access,
                       dict(gathered), level)

@@ -134,8 +134,8 @@ def _align(nbytes: int) -> int:
     return -(-nbytes // ARENA_ALIGNMENT) * ARENA_ALIGNMENT
 
 
-def assign_arena_offsets(sizes: Sequence[int],
-                         lifetimes: Sequence[tuple[int, int]] | None = None) -> tuple[list[int], int]:
+def assign_arena_offsets(sizes: Sequence[int], lifetimes: Sequence[tuple[int, int]] | None = None
+                         ) -> tuple[list[int], int]:
     """Offsets for blocks of ``sizes`` bytes, each ``ARENA_ALIGNMENT``-aligned, and
     the arena size; blocks with overlapping ``lifetimes`` (inclusive ``(first,
     last)`` equation ranges; default: all overlap) never share bytes."""

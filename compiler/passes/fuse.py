@@ -153,7 +153,9 @@ def _clone_cheap_producers(fn: Function) -> Function:
             continue
         inputs = tuple(private(v) for v in e.inputs)
         changed |= inputs != e.inputs
-        eqns.append(e if inputs == e.inputs else Eqn(e.op, inputs, e.outputs, e.attrs, e.loc, e.body))
+        if inputs != e.inputs:
+            e = Eqn(e.op, inputs, e.outputs, e.attrs, e.loc, e.body)
+        eqns.append(e)
     if not changed:
         return fn
     return eliminate_dead_code(Function(fn.name, list(fn.params), eqns, list(fn.outputs)))

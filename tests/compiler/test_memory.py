@@ -144,7 +144,8 @@ def test_assign_arena_offsets_never_overlaps_live_blocks(blocks):
         assert offsets[i] % ARENA_ALIGNMENT == 0
         for j in range(i + 1, len(sizes)):
             overlap_time = lifetimes[i][0] <= lifetimes[j][1] and lifetimes[j][0] <= lifetimes[i][1]
-            overlap_space = offsets[i] < offsets[j] + padded[j] and offsets[j] < offsets[i] + padded[i]
+            overlap_space = (offsets[i] < offsets[j] + padded[j]
+                             and offsets[j] < offsets[i] + padded[i])
             assert not (overlap_time and overlap_space and padded[i] and padded[j])
 
 
