@@ -86,6 +86,8 @@ def inplace_pairs(eqn: Eqn) -> list[tuple[int, int]]:
             return []
         out = eqn.outputs[0].type
         return [(0, j) for j, v in enumerate(eqn.inputs) if _same_layout(v.type, out)]
+    if eqn.attrs.get("kind") not in ("loop", "reduce"):
+        return []  # a region this module does not lower (e.g. a GEMM with its epilogue)
     plan = fusion_plan(eqn)
     if plan.mode == "nest":
         return []
