@@ -20,6 +20,7 @@ from compiler import flags
 from compiler.passes import (eliminate_common_subexpressions, eliminate_dead_code,
                              fold_constants, fuse, simplify)
 from compiler.passes.dot_layout import fold_dot_transposes
+from compiler.passes.gemm_epilogue import fuse_gemm_epilogues
 from ir import Function, print_function
 from ir.verify import verify
 
@@ -34,7 +35,8 @@ PASSES: list[tuple[str, Pass]] = [
     ("simplify_again", simplify),
     ("dce", eliminate_dead_code),
     ("dot_layout", fold_dot_transposes),  # before fuse: it would clone the transposes
-    ("fuse", fuse),  # last: a fusion is opaque to the passes above
+    ("fuse", fuse),  # a fusion is opaque to the passes above
+    ("gemm_epilogue", fuse_gemm_epilogues),  # a dot takes its elementwise reader
 ]
 
 

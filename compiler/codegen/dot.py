@@ -34,7 +34,7 @@ from compiler.codegen.loops import for_range, loop_nest
 from compiler.codegen.parallel import max_threads
 from runtime.target import host_target
 
-__all__ = ["emit_dot", "dot_scratch_bytes", "dot_shape", "dot_plan"]
+__all__ = ["emit_dot", "emit_dot_loops", "dot_scratch_bytes", "dot_shape", "dot_plan"]
 
 _CONTRACT = ("contract",)
 
@@ -77,14 +77,21 @@ def emit_dot(b: ll.IRBuilder, eqn: Eqn, ins: list[Array], outs: list[Array],
     out = outs[0]
     if out.type.size == 0:
         return
-    shape = dot_shape(eqn)
-    if shape.k == 0:
-        _fill_zero(b, out)
-        return
     plan = dot_plan(eqn)
     if plan is not None:
         emit_gemm(b, plan, b.function.name, out.pointer, ins[0].pointer, ins[1].pointer,
                   scratch)
+        return
+    emit_dot_loops(b, eqn, ins, out)
+
+
+def emit_dot_loops(b: ll.IRBuilder, eqn: Eqn, ins: list[Array], out: Array) -> None:
+    """The plain loop nest for ``eqn`` (any dtype and size; zeros when k = 0)."""
+    shape = dot_shape(eqn)
+    if out.type.size == 0:
+        return
+    if shape.k == 0:
+        _fill_zero(b, out)
         return
     _emit_loops(b, eqn, shape, ins, out)
 

@@ -19,15 +19,18 @@ count.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
 import llvmlite.ir as ll
 
 from compiler.codegen.gemm_kernel import PanelLayout, micro_kernel
 from compiler.codegen.gemm_pack import counted_loop, if_then, pack_block
 from compiler.codegen.gemm_plan import GemmPlan
-from compiler.codegen.llvm_types import I1, I8, I64, PTR, VOID, index_constant, value_type
+from compiler.codegen.llvm_types import I8, I64, PTR, VOID, index_constant, value_type
 from compiler.codegen.parallel import emit_parallel
 
-__all__ = ["emit_gemm"]
+__all__ = ["Epilogue", "emit_gemm"]
 
 _NUW_NSW = ("nuw", "nsw")
 
@@ -48,22 +51,40 @@ def _gep(b, pointer, offset, etype):
     return b.gep(pointer, [offset], inbounds=True, source_etype=etype)
 
 
+@dataclass(frozen=True)
+class Epilogue:
+    """Elementwise work applied to each finished tile of C, while it is in L1.
+
+    ``pointers`` are values of the calling kernel (buffers the epilogue reads
+    or writes, never C itself); they reach the GEMM's functions as extra
+    arguments. ``apply(b, c, pointers, batch, row, col, rows, cols)`` emits
+    the work for rows ``[row, row+rows)`` and columns ``[col, col+cols)`` of
+    batch ``batch`` (i64 values), given C and ``pointers`` as seen inside the
+    function being built.
+    """
+
+    pointers: Sequence[ll.Value]
+    apply: Callable[..., None]
+
+
 def emit_gemm(b: ll.IRBuilder, plan: GemmPlan, name: str, c: ll.Value, a: ll.Value,
-              bmat: ll.Value, scratch: ll.Value) -> None:
-    """C = A @ B for every batch, at the builder's position (see the module docstring)."""
-    gemm = _define_gemm(b.module, plan, f"{name}.gemm")
+              bmat: ll.Value, scratch: ll.Value, epilogue: Epilogue | None = None) -> None:
+    """C = A @ B for every batch, at the builder's position (see the module docstring);
+    ``epilogue`` runs on every tile of C once its last k block is stored."""
+    extra = list(epilogue.pointers) if epilogue is not None else []
+    gemm = _define_gemm(b.module, plan, f"{name}.gemm", epilogue)
     shape = plan.shape
     if scratch is None:  # nothing is packed (both operands are read in place)
         scratch = ll.Constant(PTR, None)
     if plan.threads == 1:
-        b.call(gemm, [c, a, bmat, scratch, _const(0), _const(shape.batch), _const(0),
+        b.call(gemm, [c, a, bmat, scratch, *extra, _const(0), _const(shape.batch), _const(0),
                       _const(shape.m), _const(0), _const(shape.n)])
         return
 
     totals = {"batch": (shape.batch, 1), "rows": (shape.m, plan.mr), "cols": (shape.n, plan.nr)}
 
     def body(inner: ll.IRBuilder, values, chunk, thread) -> None:
-        c_in, a_in, b_in, ws_in = values
+        c_in, a_in, b_in, ws_in, *extra_in = values
         bounds = {}
         for axis, (total, unit) in totals.items():
             if axis != plan.split:
@@ -73,28 +94,36 @@ def emit_gemm(b: ll.IRBuilder, plan: GemmPlan, name: str, c: ll.Value, a: ll.Val
             lo = inner.mul(chunk, _const(step))
             bounds[axis] = (lo, _umin(inner, inner.add(lo, _const(step)), _const(total)))
         ws = _gep(inner, ws_in, inner.mul(thread, _const(plan.slot_bytes)), I8)
-        inner.call(gemm, [c_in, a_in, b_in, ws, *bounds["batch"], *bounds["rows"],
+        inner.call(gemm, [c_in, a_in, b_in, ws, *extra_in, *bounds["batch"], *bounds["rows"],
                           *bounds["cols"]])
 
-    emit_parallel(b, f"{name}.chunk", [c, a, bmat, scratch], plan.chunks, plan.threads, body)
+    emit_parallel(b, f"{name}.chunk", [c, a, bmat, scratch, *extra], plan.chunks, plan.threads,
+                  body)
 
 
-def _define_gemm(module: ll.Module, plan: GemmPlan, name: str) -> ll.Function:
-    fn = ll.Function(module, ll.FunctionType(VOID, [PTR] * 4 + [I64] * 6), name)
+def _define_gemm(module: ll.Module, plan: GemmPlan, name: str,
+                 epilogue: Epilogue | None) -> ll.Function:
+    n_extra = len(epilogue.pointers) if epilogue is not None else 0
+    fn = ll.Function(module, ll.FunctionType(VOID, [PTR] * (4 + n_extra) + [I64] * 6), name)
     fn.linkage = "internal"
     fn.attributes.add("nounwind")
-    names = ["c", "a", "b", "ws", "b0", "b1", "r0", "r1", "c0", "c1"]
+    names = ["c", "a", "b", "ws"] + [f"e{i}" for i in range(n_extra)] + \
+        ["b0", "b1", "r0", "r1", "c0", "c1"]
     for arg, arg_name in zip(fn.args, names, strict=True):
         arg.name = arg_name
-    for arg in fn.args[:4]:
+    for arg in fn.args[:4 + n_extra]:
         arg.add_attribute("noalias")
     b = ll.IRBuilder(fn.append_basic_block("entry"))
-    _emit_gemm_body(b, plan, *fn.args)
+    pointers = list(fn.args[:4 + n_extra])
+    ranges = list(fn.args[4 + n_extra:])
+    _emit_gemm_body(b, plan, *pointers[:4], *ranges, epilogue=epilogue,
+                    extra=pointers[4:])
     b.ret_void()
     return fn
 
 
-def _emit_gemm_body(b: ll.IRBuilder, plan: GemmPlan, c, a, bmat, ws, b0, b1, r0, r1, c0, c1):
+def _emit_gemm_body(b: ll.IRBuilder, plan: GemmPlan, c, a, bmat, ws, b0, b1, r0, r1, c0, c1, *,
+                    epilogue: Epilogue | None, extra: list):
     shape = plan.shape
     m, n, k = shape.m, shape.n, shape.k
     etype = value_type(shape.dtype)
@@ -129,6 +158,12 @@ def _emit_gemm_body(b: ll.IRBuilder, plan: GemmPlan, c, a, bmat, ws, b0, b1, r0,
                     else:
                         a_block = a_src
                     accumulate = b.icmp_unsigned("!=", pc, _const(0))
+                    last = b.icmp_unsigned("==", pc_i, _const(-(-k // plan.kc) - 1))
+                    finish = None
+                    if epilogue is not None:
+                        def finish(b, row, col, rows, cols, batch=batch, last=last):
+                            with if_then(b, last, name="epilogue"):
+                                epilogue.apply(b, c, extra, batch, row, col, rows, cols)
                     with counted_loop(b, _ceil_div(b, b.sub(c1, c0), plan.nc), name="jc") as jc_i:
                         jc = b.add(c0, b.mul(jc_i, _const(plan.nc), flags=_NUW_NSW),
                                    flags=_NUW_NSW)
@@ -144,12 +179,13 @@ def _emit_gemm_body(b: ll.IRBuilder, plan: GemmPlan, c, a, bmat, ws, b0, b1, r0,
                         else:
                             b_block = b_src
                         _emit_tiles(b, plan, etype, c_b, a_block, b_block, ic, mcur, jc, ncur,
-                                    kcur, accumulate)
+                                    kcur, accumulate, finish)
 
 
 def _emit_tiles(b, plan: GemmPlan, etype, c_b, a_block, b_block, ic, mcur, jc, ncur, kcur,
-                accumulate) -> None:
-    """Every micro-tile of the blocks: rows [ic, ic+mcur), columns [jc, jc+ncur)."""
+                accumulate, finish) -> None:
+    """Every micro-tile of the blocks: rows [ic, ic+mcur), columns [jc, jc+ncur);
+    ``finish(b, row, col, rows, cols)`` (if any) runs after each tile is stored."""
     shape = plan.shape
     m, n = shape.m, shape.n
     module = b.module
@@ -181,6 +217,9 @@ def _emit_tiles(b, plan: GemmPlan, etype, c_b, a_block, b_block, ic, mcur, jc, n
             row_cases = [(plan.mr, full_rows)] + ([(row_edge, None)] if row_edge else [])
             col_cases = [(plan.nr, full_cols)] + ([(col_edge, None)] if col_edge else [])
             _dispatch(b, module, plan, layout, row_cases, col_cases, args)
+            if finish is not None:
+                finish(b, row, col, _umin(b, _const(plan.mr), b.sub(_const(m), row)),
+                       _umin(b, _const(plan.nr), b.sub(_const(n), col)))
 
 
 def _dispatch(b, module, plan, layout, row_cases, col_cases, args) -> None:

@@ -20,6 +20,8 @@ from compiler.codegen.dot import dot_scratch_bytes, emit_dot
 from compiler.codegen.elemental import array_generator, emit_elemental_kernel, is_elemental
 from compiler.codegen.errors import LoweringError
 from compiler.codegen.fused import emit_fusion, fusion_scratch_bytes
+from compiler.codegen.gemm_fusion import (emit_gemm_fusion, gemm_fusion_scratch_bytes,
+                                          is_gemm_fusion)
 from compiler.codegen.llvm_types import PTR, VOID
 from compiler.codegen.reduce import argreduce_scratch_bytes, emit_argreduce, emit_reduce
 
@@ -57,6 +59,8 @@ def lowered_ops() -> set[str]:
 
 def scratch_bytes(eqn: Eqn) -> int:
     """Arena bytes ``eqn``'s kernel needs besides its outputs."""
+    if is_gemm_fusion(eqn):
+        return gemm_fusion_scratch_bytes(eqn)
     if eqn.body is not None:
         return fusion_scratch_bytes(eqn)
     rule = KERNEL_EMITTERS.get(eqn.op)
@@ -82,7 +86,9 @@ def emit_kernel(module: ll.Module, name: str, eqn: Eqn) -> ll.Function:
     operands = [array_generator(a) for a in ins]
     b = ll.IRBuilder(fn.append_basic_block("entry"))
     rule = KERNEL_EMITTERS.get(eqn.op)
-    if eqn.body is not None:  # a fusion: one loop nest for its whole body (fused.py)
+    if is_gemm_fusion(eqn):  # a dot and its elementwise epilogue (gemm_fusion.py)
+        emit_gemm_fusion(b, eqn, ins, outs, scratch)
+    elif eqn.body is not None:  # a fusion: one loop nest for its whole body (fused.py)
         emit_fusion(b, eqn, ins, outs, scratch)
     elif rule is not None:
         rule.emit(b, eqn, ins if rule.buffers else operands, outs, scratch)

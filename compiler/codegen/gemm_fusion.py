@@ -1,0 +1,182 @@
+"""Kernels of ``fusion {kind="gemm"}``: a dot whose elementwise consumers run in
+the GEMM's write-back (the epilogue).
+
+The body (made by compiler/passes/gemm_epilogue.py) holds one ``dot`` of two
+body parameters and elementwise (and index) equations that read its result
+only at the position being computed::
+
+    %4 = fusion %0, %1, %2 {kind="gemm"} : f32[256,512] body(%5, %6, %7) {
+      %8 = dot %5, %6 : f32[256,512]
+      %9 = broadcast %7 {dims=[1], shape=[256,512]} : f32[256,512]
+      %10 = add %8, %9 : f32[256,512]
+      ...
+      return %12
+    }
+
+The GEMM (gemm.py) stores each finished micro-tile of the product into the
+buffer of a result of the same type (or of the dot's own result, when the
+fusion returns it) and then, while that tile is in L1, computes every result
+of the body at the tile's positions with the ops' own element emitters
+(elemental.py, index_ops.py), reading the product back from the tile. So the
+product never makes a separate trip through memory. The arithmetic is the
+same as unfused (the product, then the same scalar ops), so results are
+bitwise equal to the unfused program.
+"""
+
+from __future__ import annotations
+
+import llvmlite.ir as ll
+
+from ir.core import Eqn, Value
+from compiler.codegen.arrays import Array, Index
+from compiler.codegen.dot import dot_plan, dot_scratch_bytes, dot_shape, emit_dot_loops
+from compiler.codegen.elemental import Generator, array_generator, element_generator
+from compiler.codegen.errors import LoweringError
+from compiler.codegen.gemm import Epilogue, emit_gemm
+from compiler.codegen.gemm_pack import counted_loop
+from compiler.codegen.llvm_types import index_constant
+
+__all__ = ["GEMM_KIND", "is_gemm_fusion", "gemm_fusion_scratch_bytes", "emit_gemm_fusion",
+           "product_buffer"]
+
+GEMM_KIND = "gemm"
+_NUW_NSW = ("nuw", "nsw")
+
+
+def is_gemm_fusion(eqn: Eqn) -> bool:
+    return eqn.body is not None and eqn.attrs.get("kind") == GEMM_KIND
+
+
+def _dot_of(eqn: Eqn) -> Eqn:
+    dots = [e for e in eqn.body.eqns if e.op == "dot"]
+    params = set(eqn.body.params)
+    if len(dots) != 1 or not all(v in params for v in dots[0].inputs):
+        raise LoweringError(f"a gemm fusion{' at ' + eqn.loc if eqn.loc else ''} must hold "
+                            "exactly one dot of two of its parameters")
+    return dots[0]
+
+
+def product_buffer(eqn: Eqn) -> int | None:
+    """Which result's buffer holds the product while the epilogue runs: the
+    dot's own result if the fusion returns it, else the first result of the
+    product's type; None if there is none (the pass never builds that)."""
+    product = _dot_of(eqn).outputs[0]
+    outputs = list(eqn.body.outputs)
+    if product in outputs:
+        return outputs.index(product)
+    for k, value in enumerate(outputs):
+        if value.type == product.type:
+            return k
+    return None
+
+
+def gemm_fusion_scratch_bytes(eqn: Eqn) -> int:
+    return dot_scratch_bytes(_dot_of(eqn))
+
+
+def emit_gemm_fusion(b: ll.IRBuilder, eqn: Eqn, ins: list[Array], outs: list[Array],
+                     scratch: ll.Value | None) -> None:
+    """The kernel of gemm fusion ``eqn`` (see the module docstring)."""
+    body = eqn.body
+    dot = _dot_of(eqn)
+    slot = product_buffer(eqn)
+    if slot is None:
+        raise LoweringError("a gemm fusion needs a result of its product's type to hold it")
+    position = {p: i for i, p in enumerate(body.params)}
+    product_array = outs[slot]
+    lhs, rhs = (ins[position[v]] for v in dot.inputs)
+    producer = {v: e for e in body.eqns for v in e.outputs}
+    # Buffers the epilogue touches: every input it reads, every result but the product's.
+    read = [i for i, p in enumerate(body.params)
+            if any(p in e.inputs for e in body.eqns if e is not dot)
+            or (p in body.outputs)]
+    written = [k for k in range(len(outs)) if k != slot]
+    epilogue = Epilogue(
+        pointers=[ins[i].pointer for i in read] + [outs[k].pointer for k in written],
+        apply=lambda b, c, pointers, batch, row, col, rows, cols: _apply(
+            b, eqn, dot, producer, position, slot, read, written, ins, outs, c, pointers,
+            batch, row, col, rows, cols),
+    )
+    out_type = dot.outputs[0].type
+    if out_type.size == 0:
+        return
+    plan = dot_plan(dot)
+    shape = dot_shape(dot)
+    if plan is not None:
+        emit_gemm(b, plan, b.function.name, product_array.pointer, lhs.pointer, rhs.pointer,
+                  scratch, epilogue)
+        return
+    # Small or k = 0: the plain product, then the epilogue over the whole result.
+    emit_dot_loops(b, dot, [lhs, rhs], product_array)
+    with counted_loop(b, index_constant(shape.batch), name="epilogue.batch") as batch:
+        epilogue.apply(b, product_array.pointer, epilogue.pointers, batch, index_constant(0),
+                       index_constant(0), index_constant(shape.m), index_constant(shape.n))
+
+
+def _apply(b, eqn, dot, producer, position, slot, read, written, ins, outs, c, pointers,
+           batch, row, col, rows, cols) -> None:
+    """Compute every result of the body at rows x cols of the product's tile."""
+    body = eqn.body
+    product = dot.outputs[0]
+    out_shape = product.type.shape
+    arrays: dict[Value, Array] = {product: Array(c, product.type)}
+    for i, pointer in zip(read, pointers[:len(read)], strict=True):
+        arrays[body.params[i]] = Array(pointer, ins[i].type)
+    results = [Array(c, outs[slot].type) if k == slot else None for k in range(len(outs))]
+    for k, pointer in zip(written, pointers[len(read):], strict=True):
+        results[k] = Array(pointer, outs[k].type)
+    batch_dims = _unflatten(b, batch, out_shape[:-2])
+
+    with counted_loop(b, rows, name="epilogue.r") as r:
+        i = b.add(row, r, flags=_NUW_NSW)
+        with counted_loop(b, cols, name="epilogue.j", vectorize=True) as j:
+            here = Index(out_shape, dims=[*batch_dims, i, b.add(col, j, flags=_NUW_NSW)])
+            generate = _Generators(producer, arrays, here)
+            # Everything is computed before anything is stored: a result may
+            # share the product's buffer.
+            values = [generate(v)(b, here) for v in body.outputs]
+            for array, value in zip(results, values, strict=True):
+                array.store(b, here, value)
+
+
+def _unflatten(b, flat, extents) -> list:
+    """Per-axis indices of a row-major flat index over ``extents``."""
+    dims = []
+    for axis, extent in reversed(list(enumerate(extents))):
+        if axis == 0:
+            dims.append(flat)
+        else:
+            dims.append(b.urem(flat, index_constant(extent)))
+            flat = b.udiv(flat, index_constant(extent))
+    return dims[::-1]
+
+
+class _Generators:
+    """Element generators of the body's values; values read at the position
+    being computed (``here``) are computed once there."""
+
+    def __init__(self, producer, arrays, here: Index):
+        self.producer, self.arrays, self.here = producer, arrays, here
+        self._made: dict[Value, Generator] = {}
+        self._memo: dict[Value, ll.Value] = {}
+
+    def __call__(self, value: Value) -> Generator:
+        made = self._made.get(value)
+        if made is not None:
+            return made
+        array = self.arrays.get(value)
+        if array is not None:
+            inner = array_generator(array)
+        else:
+            eqn = self.producer[value]
+            inner = element_generator(eqn, [self(v) for v in eqn.inputs])
+
+        def generate(b, index, value=value, inner=inner):
+            if index is not self.here:
+                return inner(b, index)
+            if value not in self._memo:
+                self._memo[value] = inner(b, index)
+            return self._memo[value]
+
+        self._made[value] = generate
+        return generate
