@@ -577,11 +577,13 @@ def take_along_axis(x, indices, axis: int) -> Variable:
     indices = where(less(indices, 0), add(indices, n), indices)  # numpy: -1 is the last
     xm = moveaxis_last(x, a)           # [..., C]
     im = moveaxis_last(indices, a)     # [..., K]
-    mask = one_hot(im, n, x.dtype if x.dtype != DType.bool else DType.i32)  # [..., K, C]
+    mask = one_hot(im, n, DType.bool)  # [..., K, C]
     batch = _broadcast_shapes("take_along_axis", [xm.shape[:-1], im.shape[:-1]])
     mask = broadcast_to(mask, (*batch, im.shape[-1], n))
     values = broadcast_to(expand_dims(xm, -2), (*batch, im.shape[-1], n))
-    picked = astype(sum(multiply(values, mask), axis=-1), x.dtype)
+    # A select, not a multiply by a 0/1 float mask: no conversion, and inf/nan
+    # elsewhere in the row cannot leak in as inf * 0.
+    picked = astype(sum(where(mask, values, zeros_like(values)), axis=-1), x.dtype)
     return moveaxis_from_last(picked, a)
 
 
