@@ -24,18 +24,18 @@ correct only if nothing needs the old values afterwards:
    stores ``out[k]`` and never touches ``in[k]`` again, which is what makes
    the shared buffer safe even though kernels take their pointers ``noalias``
    (the store depends on the loads, so no reordering can put it before them,
-   and other lanes and iterations touch other elements). A kernel with several
-   results may store one before it loads the next one's operands at the same
-   position (fused kernels read through generators, lazily), so none of its
-   results is written in place.
+   and other lanes and iterations touch other elements). With several results
+   that argument fails: a load feeding only a later result need not precede
+   an earlier result's store, and ``noalias`` lets LLVM move it past that
+   store; so no result of a multi-result kernel is written in place.
 
 The plain SGD update ``p - lr * g`` at the end of a training step is such a
 producer, so that step updates its parameters with no copy. An optimiser with
 state (momentum, Adam) computes the new state and the new parameter in one
 multi-output fusion: those results are copied (one elementwise pass per
-donated buffer, still no allocation). Any other
-donated result is computed into the arena as usual and copied into the
-parameter's buffer by a final equation, after every read of any parameter.
+donated buffer, still no allocation). Any other donated result is computed
+into the arena as usual and copied into the parameter's buffer by a final
+equation, after every read of any parameter.
 A result that *is* a donated parameter whose buffer another result
 overwrites reads a snapshot taken by a copy at the very start.
 
@@ -120,9 +120,10 @@ def _may_write_in_place(producer: Eqn, value: Value, param: Value,
     if reader is None:
         return True  # nobody reads the parameter
     if reader is not producer or len(producer.outputs) != 1:
-        # A multi-output kernel may store one result before it loads the operands
-        # of the next at the same position (fused kernels read through
-        # generators, lazily), so no result of it may overwrite an operand.
+        # With several results, a load feeding only a later result may be
+        # scheduled after an earlier result's store: kernels take their
+        # pointers noalias, so LLVM may move it there (seen: an SGD momentum
+        # update read its new state as the parameter). One result only.
         return False
     aligned = set(inplace_pairs(producer))
     return all((0, j) in aligned for j, v in enumerate(producer.inputs) if v is param)
