@@ -292,3 +292,18 @@ def test_a_second_process_skips_llvm(tmp_path):
     assert warm["w"] == cold["w"] and warm["total"] == cold["total"]
     x = np.arange(16, dtype=np.float32).reshape(4, 4)
     np.testing.assert_allclose(warm["w"], np.eye(4) - 0.5 * x, rtol=1e-6)
+
+
+def test_cli_cache_info_list_clear(tmp_path, capsys):
+    from compiler.cli import main
+
+    compile_function(_program("listed"), cache=CompileCache(tmp_path))
+    assert main(["cache", "info", "--cache-dir", str(tmp_path)]) == 0
+    assert f"compile cache: {tmp_path}\n  1 entr(ies)" in capsys.readouterr().out
+    assert main(["cache", "list", "--cache-dir", str(tmp_path)]) == 0
+    listed = capsys.readouterr().out
+    assert "listed" in listed and runtime.host_target().cpu in listed
+    assert main(["cache", "clear", "--cache-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.startswith("removed 1 entr(ies)")
+    assert main(["cache", "info", "--cache-dir", "off"]) == 0
+    assert capsys.readouterr().out == "compile cache: disabled\n"
