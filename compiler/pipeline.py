@@ -128,6 +128,9 @@ def compile_cached(fn: Function, donated: dict[int, int] | None = None,
     key = structural_key(fn)
     if donated:
         key += f"\ndonated {sorted(donated.items())}"
+    # Knobs that change the generated code (e.g. XLAC_NUM_THREADS) are part of the key.
+    knobs = [(k, flags.get(k)) for k in sorted(flags.FLAGS) if k not in flags.NOT_IN_CACHE_KEY]
+    key += f"\nknobs {knobs}"
     exe = _CACHE.get(key)
     if exe is None or (dump_dir and (key, dump_dir) not in _DUMPED):
         exe = _CACHE[key] = compile_function(fn, donated=donated, dump_dir=dump_dir)

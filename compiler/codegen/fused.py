@@ -44,7 +44,7 @@ from compiler.codegen.reduce import (_identity_and_combine, argreduce_scratch_by
                                      emit_argreduce, emit_reduce)
 from compiler.codegen.scalar_ops import ELEMENTWISE_EMITTERS
 
-__all__ = ["fusion_plan", "fusion_scratch_bytes", "emit_fusion", "inplace_pairs"]
+__all__ = ["fusion_plan", "fusion_scratch_bytes", "emit_fusion", "inplace_pairs", "span_extent"]
 
 _NUW_NSW = ("nuw", "nsw")
 _PLANS: "weakref.WeakKeyDictionary[Function, FusionPlan]" = weakref.WeakKeyDictionary()
@@ -213,18 +213,43 @@ class _Evaluator:
 
 
 def emit_fusion(b: ll.IRBuilder, eqn: Eqn, ins: list[Array], outs: list[Array],
-                scratch: ll.Value | None) -> None:
+                scratch: ll.Value | None, span: tuple[ll.Value, int] | None = None) -> None:
     """Emit the loops computing every result of fusion ``eqn`` into ``outs``,
-    reading its operands from the buffers ``ins``."""
+    reading its operands from the buffers ``ins``. ``span = (start, count)``
+    restricts the outermost loop to ``count`` of its ``span_extent(eqn)``
+    iterations from ``start`` (an i64 value): how a parallel kernel gives each
+    chunk its share (compiler/codegen/parallel_fusion.py)."""
     plan = fusion_plan(eqn)
     operands = [array_generator(a) for a in ins]
     evaluator = _Evaluator(plan, dict(zip(eqn.body.params, operands, strict=True)))
     if plan.mode == "loop":
-        _emit_loop(b, plan, evaluator, outs)
+        _emit_loop(b, plan, evaluator, outs, span)
     elif plan.mode == "row":
-        _emit_rows(b, plan, evaluator, outs, scratch)
+        _emit_rows(b, plan, evaluator, outs, scratch, span)
     else:
         _emit_nest(b, plan, evaluator, outs, scratch)
+
+
+def span_extent(eqn: Eqn) -> int | None:
+    """Iterations of fusion ``eqn``'s outermost loop, which ``span`` divides
+    (None: the kernel cannot be split, a ``nest`` reduction)."""
+    plan = fusion_plan(eqn)
+    if plan.mode == "nest":
+        return None
+    if plan.mode == "row" or _flat(plan):
+        return plan.rows
+    return plan.shape[0] if plan.shape else None
+
+
+def _spanned(b, span, count: int):
+    """(start value, iterations) of the outermost loop."""
+    return span if span is not None else (index_constant(0), count)
+
+
+def _at(b, start, index):
+    if isinstance(start, ll.Constant) and start.constant == 0:
+        return index
+    return b.add(start, index, flags=_NUW_NSW)
 
 
 def _flat(plan: FusionPlan) -> bool:
@@ -239,7 +264,8 @@ def _flat(plan: FusionPlan) -> bool:
     return True
 
 
-def _emit_loop(b, plan: FusionPlan, evaluator: _Evaluator, outs: list[Array]) -> None:
+def _emit_loop(b, plan: FusionPlan, evaluator: _Evaluator, outs: list[Array],
+               span=None) -> None:
     shape = plan.shape
 
     def body(index: Index) -> None:
@@ -250,15 +276,21 @@ def _emit_loop(b, plan: FusionPlan, evaluator: _Evaluator, outs: list[Array]) ->
             out.store(b, at.index(b, v.shape), value)
 
     if _flat(plan):
-        with for_range(b, plan.rows, name="i") as loop:
-            body(Index(shape, linear=loop.index))
-    else:
+        start, count = _spanned(b, span, plan.rows)
+        with for_range(b, count, name="i") as loop:
+            body(Index(shape, linear=_at(b, start, loop.index)))
+    elif span is None:
         with loop_nest(b, shape) as dims:
             body(Index(shape, dims=dims))
+    else:
+        start, count = span
+        with for_range(b, count, name="d0") as outer:
+            with loop_nest(b, shape[1:]) as dims:
+                body(Index(shape, dims=[_at(b, start, outer.index), *dims]))
 
 
 def _emit_rows(b, plan: FusionPlan, evaluator: _Evaluator, outs: list[Array],
-               scratch: ll.Value | None) -> None:
+               scratch: ll.Value | None, span=None) -> None:
     rows, cols = plan.rows, plan.cols
     out_of = dict(zip(plan.outputs, outs, strict=True))
     caches, offset = {}, 0
@@ -270,8 +302,9 @@ def _emit_rows(b, plan: FusionPlan, evaluator: _Evaluator, outs: list[Array],
     row_values = [e.outputs[0] for e in plan.eqns if plan.access.get(e.outputs[0]) == "row"]
     row_inputs = [v for v in plan.inputs if plan.access.get(v) == "row"]
 
-    with for_range(b, rows, name="row") as row_loop:
-        p = row_loop.index
+    start, count = _spanned(b, span, rows)
+    with for_range(b, count, name="row") as row_loop:
+        p = _at(b, start, row_loop.index)
         row = _Position("row", p)
 
         def ready(level: int) -> None:

@@ -22,6 +22,8 @@ from compiler.codegen.errors import LoweringError
 from compiler.codegen.fused import emit_fusion, fusion_scratch_bytes
 from compiler.codegen.gemm_fusion import (emit_gemm_fusion, gemm_fusion_scratch_bytes,
                                           is_gemm_fusion)
+from compiler.codegen.parallel_fusion import (emit_parallel_fusion, fusion_split,
+                                              parallel_fusion_scratch_bytes)
 from compiler.codegen.llvm_types import PTR, VOID
 from compiler.codegen.reduce import argreduce_scratch_bytes, emit_argreduce, emit_reduce
 
@@ -62,6 +64,9 @@ def scratch_bytes(eqn: Eqn) -> int:
     if is_gemm_fusion(eqn):
         return gemm_fusion_scratch_bytes(eqn)
     if eqn.body is not None:
+        split = fusion_split(eqn)
+        if split is not None:
+            return parallel_fusion_scratch_bytes(eqn, split)
         return fusion_scratch_bytes(eqn)
     rule = KERNEL_EMITTERS.get(eqn.op)
     return rule.scratch_bytes(eqn) if rule is not None else 0
@@ -89,7 +94,11 @@ def emit_kernel(module: ll.Module, name: str, eqn: Eqn) -> ll.Function:
     if is_gemm_fusion(eqn):  # a dot and its elementwise epilogue (gemm_fusion.py)
         emit_gemm_fusion(b, eqn, ins, outs, scratch)
     elif eqn.body is not None:  # a fusion: one loop nest for its whole body (fused.py)
-        emit_fusion(b, eqn, ins, outs, scratch)
+        split = fusion_split(eqn)
+        if split is not None:  # large: chunks of it on the thread pool
+            emit_parallel_fusion(b, eqn, split, ins, outs, scratch)
+        else:
+            emit_fusion(b, eqn, ins, outs, scratch)
     elif rule is not None:
         rule.emit(b, eqn, ins if rule.buffers else operands, outs, scratch)
     elif is_elemental(eqn.op):
