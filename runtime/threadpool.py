@@ -47,7 +47,8 @@ import threading
 
 import llvmlite.binding as llvm
 
-__all__ = ["POOL_SYMBOL", "ensure_pool", "pool_symbols", "pool_available", "pool_unavailable_reason",
+__all__ = ["POOL_SYMBOL", "ensure_pool", "pool_symbols", "pool_available",
+           "pool_unavailable_reason",
            "shutdown", "worker_count"]
 
 POOL_SYMBOL = "xlac_parallel_for"
@@ -91,7 +92,8 @@ define internal void @wake_all() {{
   %any = icmp ne i32 %n, 0
   br i1 %any, label %wake, label %out
 wake:
-  %r = call i64 (i64, ...) @syscall(i64 {futex}, ptr @seq, i64 {_FUTEX_WAKE_PRIVATE}, i64 2147483647)
+  %r = call i64 (i64, ...) @syscall(i64 {futex}, ptr @seq, i64 {_FUTEX_WAKE_PRIVATE},
+                                    i64 2147483647)
   br label %out
 out:
   ret void
@@ -170,7 +172,8 @@ sleep:
   br i1 %again, label %awake, label %wait
 wait:
   %s64 = zext i32 %s to i64
-  %r = call i64 (i64, ...) @syscall(i64 {futex}, ptr @seq, i64 {_FUTEX_WAIT_PRIVATE}, i64 %s64, ptr null)
+  %r = call i64 (i64, ...) @syscall(i64 {futex}, ptr @seq, i64 {_FUTEX_WAIT_PRIVATE},
+                                    i64 %s64, ptr null)
   br label %awake
 awake:
   %z2 = atomicrmw sub ptr @sleepers, i32 1 seq_cst

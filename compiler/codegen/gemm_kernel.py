@@ -6,19 +6,22 @@ NOTE: [Micro-kernel]
     for p in 0..kc:                  acc[r][v] += splat(a[p*mr + r]) * b[p*nr + v*lanes ...]
     C[r, v*lanes ...] = acc[r][v]    (+ C[r, ...] when ``accumulate``)
 
-``a`` is an A micro-panel (``mr`` elements per k step, ``rows <= mr`` of
-them used), ``b`` a B micro-panel (``nr`` elements per k step, 64-byte
-aligned, zero-padded past the last column). The accumulators are explicit
-LLVM vectors (``<lanes x float>``) carried by phis and updated with
-``llvm.fma``, so the register blocking does not depend on the
-auto-vectoriser: the backend keeps them in registers and folds the broadcast
-loads into the FMAs (``vfmadd231ps (mem){1to16}``). Only ``ceil(cols /
-lanes)`` vectors are computed; the last one is stored with a lane mask when
-``cols`` is not a multiple of ``lanes``.
+``a`` holds the tile's rows of A: a packed micro-panel (``mr`` elements per k
+step, ``rows <= mr`` of them used) or, for an A used only once, A itself read
+in place through its strides (``PanelLayout``); ``b`` a packed B micro-panel
+(``nr`` elements per k step, 64-byte aligned, zero-padded past the last
+column) or B's rows in place (the last vector then loaded under a mask). The
+accumulators are explicit LLVM vectors (``<lanes x float>``) carried by phis
+and updated with ``llvm.fma``, so the register blocking does not depend on
+the auto-vectoriser: the backend keeps them in registers and folds the
+broadcast loads into the FMAs (``vfmadd231ps (mem){1to16}``). Only
+``ceil(cols / lanes)`` vectors are computed; the last one is stored with a
+lane mask when ``cols`` is not a multiple of ``lanes``. The main tile's k
+loop is unrolled by LLVM, edge tiles' stay rolled (less code).
 
 Each sum runs k-ascending within a k block, blocks add up in order; the FMA
-rounds once per step. Kernels are shared by every GEMM of a module with the
-same (dtype, mr, nr, rows, cols).
+rounds once per step. A kernel is shared by every GEMM of a module with the
+same dtype, tile, edge and layout (its name spells them).
 """
 
 from __future__ import annotations

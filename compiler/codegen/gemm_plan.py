@@ -13,16 +13,23 @@ columns, ``nr`` a few host vectors wide (the vector dim is n), and each of the
             for jr in 0..nc, step nr:           B micro-panel streams from L2
               micro-kernel: C[ir:+mr, jr:+nr] (+)= Ap . Bp
 
-kc is chosen so the A micro-panel (mr x kc) and a few B micro-panel rows fit
-L1 (32 KiB on Zen 4); nc so the packed B block (kc x nc) fits half of L2
-(1 MiB); mc bounds the packed A block, which stays in L3. Everything is
-specialised on the static shape: edge tiles (m % mr rows, n % nr columns)
-get their own micro-kernels, packing pads B panels with zeros.
+On Zen 4 (AVX-512, 32 vector registers) the f32 tile is 12 x 32 (24 zmm
+accumulators, 2 B vectors, broadcasts folded into the FMAs), f64 12 x 16;
+with n <= one vector, 24 x 16. kc is chosen so the A micro-panel (mr x kc)
+fits half of L1 (32 KiB) and is balanced over the k blocks; nc so the packed
+B block (kc x nc) fits half of L2 (1 MiB); mc bounds the packed A block,
+which stays in L3. Everything is specialised on the static shape: edge tiles
+(m % mr rows, n % nr columns) get their own micro-kernels, packing pads B
+panels with zeros. An operand used by one tile only (n <= nr for A, m <= mr
+for B) is read in place instead of packed.
 
 Products too small to repay the packing take the plain loop nest of dot.py
-(``use_blocked``). A product big enough to repay a fork-join (``threads``) is
-split over rows (or columns, when it has few row tiles) into one independent
-GEMM per thread, each with its own packing buffers (``scratch_bytes``).
+(``use_blocked``). A product big enough to repay a fork-join is cut into
+``chunks`` along rows (or columns, when it has few row tiles, or batches),
+each an independent GEMM of whole micro-tiles with its own packing, run on
+the thread pool (runtime/threadpool.py) by up to ``threads`` threads, each
+with its own scratch slot (``scratch_bytes``). A few chunks per thread let a
+thread slowed by a busy core take fewer.
 """
 
 from __future__ import annotations

@@ -57,8 +57,8 @@ def fold_dot_transposes(fn: Function) -> Function:
                 and len(readers[eqn.inputs[0]]) == 1 and eqn.inputs[0] not in fn.outputs:
             # (op(A) @ op(B))^T = op(B)^T @ op(A)^T
             (lhs, rhs), (t_lhs, t_rhs), loc = dots[eqn.inputs[0]]
-            rewriter.replace(eqn.outputs[0],
-                             rewriter.emit("dot", [rhs, lhs], _dot_attrs(not t_rhs, not t_lhs), loc))
+            flipped = rewriter.emit("dot", [rhs, lhs], _dot_attrs(not t_rhs, not t_lhs), loc)
+            rewriter.replace(eqn.outputs[0], flipped)
             changed = True
             continue
         if eqn.op != "dot":

@@ -20,7 +20,7 @@ from compiler.backend import compile_function
 from compiler.codegen import lower
 from compiler.codegen.dot import dot_plan, dot_shape
 from compiler.codegen.gemm_plan import GemmShape, plan_gemm, use_blocked
-from ir import Builder, DType, Function, TensorType, print_function
+from ir import Builder, DType, TensorType, print_function
 
 pytestmark = pytest.mark.llvm
 
