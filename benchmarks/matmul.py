@@ -64,10 +64,11 @@ def run_child(args) -> None:
     import compiler
 
     threads = int(os.environ["XLAC_NUM_THREADS"])
-    torch = optional_torch()
+    wanted = set(args.libraries.split(","))
+    torch = optional_torch() if "torch" in wanted else None
     if torch is not None:
         torch.set_num_threads(threads)
-    jax = optional_jax()
+    jax = optional_jax() if "jax" in wanted else None
     rng = np.random.default_rng(0)
     for text in args.shapes.split(","):
         m, k, n = parse_shape(text)
@@ -122,6 +123,9 @@ def main() -> None:
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--transposed", action="store_true",
                         help="time A.T@B and A@B.T from stored transposes")
+    parser.add_argument("--libraries", default="jax,torch",
+                        help="other contenders besides xla-py and numpy (comma-separated; "
+                             "'none' for neither)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -129,7 +133,8 @@ def main() -> None:
         return
     for threads in (int(t) for t in args.threads.split(",")):
         command = [sys.executable, str(pathlib.Path(__file__).resolve()), "--child",
-                   "--shapes", args.shapes] + (["--transposed"] if args.transposed else [])
+                   "--shapes", args.shapes, "--libraries", args.libraries]
+        command += ["--transposed"] if args.transposed else []
         subprocess.run(command, env=child_environment(threads), check=True)
 
 

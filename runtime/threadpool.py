@@ -26,7 +26,9 @@ proves the job is still running (its chunk is not done), so the ``fn``/
 fail the swap. The caller counts ``done`` up to ``chunks`` and returns.
 Idle workers spin ~50 us (next kernels of a step come quickly), then sleep
 on a futex; the caller wakes them only if some sleep (``sleepers``, seq_cst
-on both sides, so no wake-up is lost). A second caller while the pool is
+on both sides, so no wake-up is lost). A caller waiting ~50 us for a chunk
+a worker claimed yields its core (``sched_yield``): on a busy machine that
+worker may be waiting for it. A second caller while the pool is
 busy (another Python thread, or a nested call) runs its chunks inline.
 
 Lifetime. Workers start on first use, up to the largest team requested;
@@ -57,10 +59,11 @@ _SPIN = 3000      # pause instructions (~50 us on Zen 4) before a worker sleeps
 
 # SYS_futex by machine (Linux only).
 _FUTEX_SYSCALL = {"x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98}
+_YIELD_SYSCALL = {"x86_64": 24, "amd64": 24, "aarch64": 124, "arm64": 124}
 _FUTEX_WAIT_PRIVATE, _FUTEX_WAKE_PRIVATE = 128, 129
 
 
-def _pool_llvm_ir(futex: int, pause: bool) -> str:
+def _pool_llvm_ir(futex: int, sched_yield: int, pause: bool) -> str:
     pause_call = "call void @llvm.x86.sse2.pause()" if pause else ""
     pause_decl = "declare void @llvm.x86.sse2.pause()" if pause else ""
     return f"""
@@ -256,11 +259,18 @@ publish:
   call void @run_chunks(i64 0)
   br label %wait
 wait:
+  %spins = phi i64 [ 0, %publish ], [ %spins.next, %relax ], [ 0, %yield ]
   %d = load atomic i64, ptr @done acquire, align 8
   %all = icmp eq i64 %d, %chunks
   br i1 %all, label %finish, label %relax
 relax:
   call void @relax()
+  %spins.next = add i64 %spins, 1
+  %long = icmp ugt i64 %spins.next, {_SPIN}
+  br i1 %long, label %yield, label %wait
+yield:
+  ; A worker holding a chunk is not running (a busy machine): give it the core.
+  %y = call i64 (i64, ...) @syscall(i64 {sched_yield})
   br label %wait
 finish:
   store atomic i32 0, ptr @busy release, align 4
@@ -344,7 +354,8 @@ class _Pool:
         from runtime.target import host_target_machine
 
         machine = platform.machine().lower()
-        text = _pool_llvm_ir(_FUTEX_SYSCALL[machine], pause=machine in ("x86_64", "amd64"))
+        text = _pool_llvm_ir(_FUTEX_SYSCALL[machine], _YIELD_SYSCALL[machine],
+                             pause=machine in ("x86_64", "amd64"))
         tm = host_target_machine()
 
         def compile_pool() -> bytes:

@@ -72,13 +72,16 @@ def emit_gemm(b: ll.IRBuilder, plan: GemmPlan, name: str, c: ll.Value, a: ll.Val
     """C = A @ B for every batch, at the builder's position (see the module docstring);
     ``epilogue`` runs on every tile of C once its last k block is stored."""
     extra = list(epilogue.pointers) if epilogue is not None else []
-    gemm = _define_gemm(b.module, plan, f"{name}.gemm", epilogue)
+    gemm = _define_gemm(b.module, plan, f"{name}.gemm", epilogue) if not plan.shared else None
     shape = plan.shape
     if scratch is None:  # nothing is packed (both operands are read in place)
         scratch = ll.Constant(PTR, None)
     if plan.threads == 1:
         b.call(gemm, [c, a, bmat, scratch, *extra, _const(0), _const(shape.batch), _const(0),
                       _const(shape.m), _const(0), _const(shape.n)])
+        return
+    if plan.shared:
+        _emit_shared_rows(b, plan, name, c, a, bmat, scratch, epilogue)
         return
 
     totals = {"batch": (shape.batch, 1), "rows": (shape.m, plan.mr), "cols": (shape.n, plan.nr)}
@@ -99,6 +102,110 @@ def emit_gemm(b: ll.IRBuilder, plan: GemmPlan, name: str, c: ll.Value, a: ll.Val
 
     emit_parallel(b, f"{name}.chunk", [c, a, bmat, scratch, *extra], plan.chunks, plan.threads,
                   body)
+
+
+def _strides(plan: GemmPlan) -> tuple[int, int, int, int]:
+    """Element strides of A as [m, k] and of B as [k, n], whatever their storage."""
+    shape = plan.shape
+    a_stride_m, a_stride_k = (1, shape.m) if shape.trans_a else (shape.k, 1)
+    b_stride_k, b_stride_n = (1, shape.k) if shape.trans_b else (shape.n, 1)
+    return a_stride_m, a_stride_k, b_stride_k, b_stride_n
+
+
+def _share(units: int, chunks: int) -> tuple[int, int]:
+    """(chunks, units per chunk) for ``units`` split into about ``chunks``."""
+    per = -(-units // max(1, min(units, chunks)))
+    return -(-units // per), per
+
+
+def _emit_shared_rows(b: ll.IRBuilder, plan: GemmPlan, name: str, c, a, bmat, scratch,
+                      epilogue: Epilogue | None) -> None:
+    """The parallel GEMM split by rows, packed blocks shared ([Shared packing])."""
+    shape = plan.shape
+    m, n, k, mr, nr = shape.m, shape.n, shape.k, plan.mr, plan.nr
+    etype = value_type(shape.dtype)
+    a_stride_m, a_stride_k, b_stride_k, b_stride_n = _strides(plan)
+    extra = list(epilogue.pointers) if epilogue is not None else []
+    team, k_blocks = plan.threads, -(-k // plan.kc)
+    a_pack = scratch
+    b_pack = _gep(b, scratch, _const(plan.shared_a_bytes), I8) if plan.pack_b else None
+
+    def pack_a(inner, values, chunk, thread, per):
+        a_b, ap, pc, kcur = values
+        lo = inner.mul(chunk, _const(per * mr))
+        hi = _umin(inner, inner.add(lo, _const(per * mr)), _const(m))
+        src = _gep(inner, a_b, inner.add(inner.mul(lo, _const(a_stride_m)),
+                                         inner.mul(pc, _const(a_stride_k))), etype)
+        pack_block(inner, etype=etype, dst=_gep(inner, ap, inner.mul(lo, kcur), etype), src=src,
+                   extent=inner.sub(hi, lo), depth=kcur, width=mr, edge=m % mr,
+                   stride_t=a_stride_m, stride_k=a_stride_k, pad=False, name="packa")
+
+    def pack_b(inner, values, chunk, thread, per):
+        b_b, bp, pc, kcur, jb, nb = values
+        lo = inner.mul(chunk, _const(per * nr))
+        hi = _umin(inner, inner.add(lo, _const(per * nr)), nb)
+        with if_then(inner, inner.icmp_unsigned("<", lo, hi), name="some"):
+            src = _gep(inner, b_b, inner.add(inner.mul(pc, _const(b_stride_k)),
+                                             inner.mul(inner.add(jb, lo), _const(b_stride_n))),
+                       etype)
+            pack_block(inner, etype=etype, dst=_gep(inner, bp, inner.mul(lo, kcur), etype),
+                       src=src, extent=inner.sub(hi, lo), depth=kcur, width=nr, edge=n % nr,
+                       stride_t=b_stride_n, stride_k=b_stride_k, pad=True, name="packb")
+
+    def tiles(inner, values, chunk, thread):
+        c_b, a_src, ap, b_src, bp, pc, kcur, jb, nb, batch, c_base, *extra_in = values
+        row = inner.mul(chunk, _const(plan.chunk_units * mr))
+        mcur = inner.sub(_umin(inner, inner.add(row, _const(plan.chunk_units * mr)), _const(m)),
+                         row)
+        if plan.pack_a:
+            a_block = _gep(inner, ap, inner.mul(row, kcur), etype)
+        else:
+            a_block = _gep(inner, a_src, inner.add(inner.mul(row, _const(a_stride_m)),
+                                                   inner.mul(pc, _const(a_stride_k))), etype)
+        accumulate = inner.icmp_unsigned("!=", pc, _const(0))
+        last = inner.icmp_unsigned("==", inner.add(pc, kcur), _const(k))
+        finish = None
+        if epilogue is not None:
+            def finish(fb, r, col, rows, cols):
+                with if_then(fb, last, name="epilogue"):
+                    epilogue.apply(fb, c_base, extra_in, batch, r, col, rows, cols)
+        # L2-sized column blocks of the shared B block.
+        with counted_loop(inner, _ceil_div(inner, nb, plan.nc), name="jc") as jc_i:
+            offset = inner.mul(jc_i, _const(plan.nc))
+            ncur = _umin(inner, _const(plan.nc), inner.sub(nb, offset))
+            col = inner.add(jb, offset)
+            if plan.pack_b:
+                b_block = _gep(inner, bp, inner.mul(offset, kcur), etype)
+            else:
+                b_block = _gep(inner, b_src, inner.add(inner.mul(pc, _const(b_stride_k)), col),
+                               etype)
+            _emit_tiles(inner, plan, etype, c_b, a_block, b_block, row, mcur, col, ncur, kcur,
+                        accumulate, finish)
+
+    null = ll.Constant(PTR, None)
+    with counted_loop(b, _const(shape.batch), name="batch") as batch:
+        c_b = _gep(b, c, b.mul(batch, _const(m * n)), etype)
+        a_b = _gep(b, a, b.mul(batch, _const(m * k)), etype)
+        b_b = _gep(b, bmat, b.mul(batch, _const(k * n)), etype)
+        with counted_loop(b, _const(k_blocks), name="pc") as pc_i:
+            pc = b.mul(pc_i, _const(plan.kc))
+            kcur = _umin(b, _const(plan.kc), b.sub(_const(k), pc))
+            if plan.pack_a:
+                chunks, per = _share(-(-m // mr), 2 * team)
+                emit_parallel(b, f"{name}.packa", [a_b, a_pack, pc, kcur], chunks, team,
+                              lambda i, v, ch, t, per=per: pack_a(i, v, ch, t, per))
+            cols = plan.shared_cols
+            with counted_loop(b, _const(-(-n // cols)), name="jb") as jb_i:
+                jb = b.mul(jb_i, _const(cols))
+                nb = _umin(b, _const(cols), b.sub(_const(n), jb))
+                if plan.pack_b:
+                    chunks, per = _share(cols // nr, 2 * team)
+                    emit_parallel(b, f"{name}.packb", [b_b, b_pack, pc, kcur, jb, nb], chunks,
+                                  team, lambda i, v, ch, t, per=per: pack_b(i, v, ch, t, per))
+                emit_parallel(b, f"{name}.tiles",
+                              [c_b, a_b, a_pack if plan.pack_a else null, b_b,
+                               b_pack if plan.pack_b else null, pc, kcur, jb, nb, batch, c,
+                               *extra], plan.chunks, team, tiles)
 
 
 def _define_gemm(module: ll.Module, plan: GemmPlan, name: str,
@@ -127,9 +234,7 @@ def _emit_gemm_body(b: ll.IRBuilder, plan: GemmPlan, c, a, bmat, ws, b0, b1, r0,
     shape = plan.shape
     m, n, k = shape.m, shape.n, shape.k
     etype = value_type(shape.dtype)
-    # Element strides of A as [m, k] and of B as [k, n], whatever their storage.
-    a_stride_m, a_stride_k = (1, m) if shape.trans_a else (k, 1)
-    b_stride_k, b_stride_n = (1, k) if shape.trans_b else (n, 1)
+    a_stride_m, a_stride_k, b_stride_k, b_stride_n = _strides(plan)
     a_pack = ws
     b_pack = _gep(b, ws, _const(-(-plan.a_block_elems * plan.itemsize // 64) * 64), I8)
 
