@@ -37,6 +37,11 @@ thread outlives the interpreter and no worker runs while LLVM's static
 destructors free JIT memory. In a child after ``fork`` the workers do not
 exist: ``forget`` (registered with ``os.register_at_fork``) resets the pool,
 which restarts on the child's next parallel call.
+
+Ahead of time. An object file of a parallel program (runtime/aot.py) gets
+its own copy of the pool linked in, with weak public symbols
+(``aot_pool_llvm_ir``): it needs only libc's pthreads, and several such
+objects link together. Its workers end with the process.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ import threading
 
 import llvmlite.binding as llvm
 
-__all__ = ["POOL_SYMBOL", "ensure_pool", "pool_symbols", "pool_available",
+__all__ = ["POOL_SYMBOL", "aot_pool_llvm_ir", "ensure_pool", "pool_symbols", "pool_available",
            "pool_unavailable_reason",
            "shutdown", "worker_count"]
 
@@ -63,7 +68,7 @@ _YIELD_SYSCALL = {"x86_64": 24, "amd64": 24, "aarch64": 124, "arm64": 124}
 _FUTEX_WAIT_PRIVATE, _FUTEX_WAKE_PRIVATE = 128, 129
 
 
-def _pool_llvm_ir(futex: int, sched_yield: int, pause: bool) -> str:
+def _pool_llvm_ir(futex: int, sched_yield: int, pause: bool, linkage: str = "") -> str:
     pause_call = "call void @llvm.x86.sse2.pause()" if pause else ""
     pause_decl = "declare void @llvm.x86.sse2.pause()" if pause else ""
     return f"""
@@ -226,7 +231,7 @@ out:
   ret void
 }}
 
-define void @{POOL_SYMBOL}(ptr %fn, ptr %ctx, i64 %chunks, i64 %team) {{
+define {linkage} void @{POOL_SYMBOL}(ptr %fn, ptr %ctx, i64 %chunks, i64 %team) {{
 entry:
   %small = icmp ult i64 %chunks, 2
   %alone = icmp ult i64 %team, 2
@@ -280,7 +285,7 @@ finish:
 declare i64 @llvm.umin.i64(i64, i64)
 
 ; Stop and join every worker (at exit).
-define void @xlac_pool_shutdown() {{
+define {linkage} void @xlac_pool_shutdown() {{
 entry:
   br label %lock
 lock:
@@ -312,18 +317,30 @@ done:
 }}
 
 ; In a child after fork: the workers are gone; start afresh on the next call.
-define void @xlac_pool_forget() {{
+define {linkage} void @xlac_pool_forget() {{
   store i64 0, ptr @workers, align 8
   store atomic i32 0, ptr @sleepers seq_cst, align 4
   store atomic i32 0, ptr @busy seq_cst, align 4
   ret void
 }}
 
-define i64 @xlac_pool_workers() {{
+define {linkage} i64 @xlac_pool_workers() {{
   %n = load i64, ptr @workers, align 8
   ret i64 %n
 }}
 """
+
+
+def aot_pool_llvm_ir() -> str:
+    """The pool for ahead-of-time objects (runtime/aot.py links it into a
+    program that calls it): the same code with weak public symbols, so several
+    such objects link together. No ``atexit`` there: the workers end with the
+    process."""
+    machine = platform.machine().lower()
+    if machine not in _FUTEX_SYSCALL:
+        raise RuntimeError(f"the thread pool does not know this machine ({machine})")
+    return _pool_llvm_ir(_FUTEX_SYSCALL[machine], _YIELD_SYSCALL[machine],
+                         pause=machine in ("x86_64", "amd64"), linkage="weak")
 
 
 def pool_unavailable_reason() -> str | None:

@@ -165,9 +165,10 @@ def _emit_body(b: ll.IRBuilder, plan: GemmPlan, rows: int, cols: int, layout: Pa
     for v in range(nvec):
         at = b.gep(b_row, [index_constant(v * lanes)], inbounds=True, source_etype=scalar)
         valid = min(lanes, cols - v * lanes)
-        if layout.b_packed:
-            b_vecs.append(b.load(at, typ=vec, align=min(64, lanes * item)))
-        elif valid == lanes:
+        if layout.b_packed or valid == lanes:
+            # Packed panels are 64-byte aligned when the arena is, which an
+            # ahead-of-time caller may not honour: no alignment is promised
+            # (unaligned vector loads of aligned data cost nothing on x86).
             b_vecs.append(b.load(at, typ=vec, align=item))
         else:  # in place: lanes past the last column are not ours to read
             b_vecs.append(masked_load(b, vec, at, valid, item))

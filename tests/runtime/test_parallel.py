@@ -177,3 +177,31 @@ def test_a_bad_thread_count_is_an_error(monkeypatch):
         _gemm_program("zero", monkeypatch)
     with pytest.raises(LoweringError, match="XLAC_NUM_THREADS"):
         _gemm_program("0", monkeypatch)
+
+
+def test_an_ahead_of_time_library_carries_its_own_pool(tmp_path):
+    import shutil
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    result = _run_script(_PROGRAM + f"""
+    import ctypes, subprocess
+    exe = program()
+    assert "xlac_parallel_for" in exe.llvm_ir
+    obj = {str(tmp_path / "k.o")!r}
+    lib_path = {str(tmp_path / "libk.so")!r}
+    open(obj, "wb").write(exe.emit_object())
+    subprocess.run(["gcc", "-shared", "-o", lib_path, obj, "-lm", "-lpthread"], check=True)
+    lib = ctypes.CDLL(lib_path)
+    arena = np.empty(ctypes.c_int64.in_dll(lib, "entry_arena_bytes").value + 64, np.uint8)
+    out = np.empty((300, 150), np.float32)
+    table = (ctypes.c_void_p * 4)(x.ctypes.data, w.ctypes.data, out.ctypes.data,
+                                  arena.ctypes.data)
+    lib.entry.argtypes = [ctypes.c_void_p]
+    before = len(os.listdir("/proc/self/task"))
+    lib.entry(table)
+    assert np.allclose(out, want, rtol=1e-4, atol=1e-3)
+    assert len(os.listdir("/proc/self/task")) == before + 1  # the library's own worker
+    print("ok")
+    """, XLAC_NUM_THREADS="2", OPENBLAS_NUM_THREADS="1")
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
