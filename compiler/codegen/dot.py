@@ -28,7 +28,8 @@ import llvmlite.ir as ll
 from ir.core import Eqn
 from compiler.codegen.arrays import Array, Index
 from compiler.codegen.gemm import emit_gemm
-from compiler.codegen.gemm_plan import GemmPlan, GemmShape, plan_gemm, use_blocked, vector_bits
+from compiler.codegen.gemm_plan import (GemmPlan, GemmShape, may_split, plan_gemm, use_blocked,
+                                       vector_bits)
 from compiler.codegen.llvm_types import constant
 from compiler.codegen.loops import for_range, loop_nest
 from compiler.codegen.parallel import max_threads
@@ -57,7 +58,8 @@ def dot_plan(eqn: Eqn) -> GemmPlan | None:
     shape = dot_shape(eqn)
     if not use_blocked(shape):
         return None
-    return _plan(shape, max_threads())
+    # Only a product worth splitting asks for threads (which starts the pool).
+    return _plan(shape, max_threads() if may_split(shape) else 1)
 
 
 @functools.lru_cache(maxsize=256)

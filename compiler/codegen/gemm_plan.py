@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 from ir.dtypes import DType
 
-__all__ = ["GemmShape", "GemmPlan", "plan_gemm", "vector_bits"]
+__all__ = ["GemmShape", "GemmPlan", "plan_gemm", "use_blocked", "may_split", "vector_bits"]
 
 # Below this many multiply-adds the plain loops are as fast (measured on Zen 4:
 # equal at 32^3 and 48^3, blocked 1.3x faster at 64^3) and compile faster.
@@ -171,6 +171,11 @@ def use_blocked(shape: GemmShape) -> bool:
     return shape.m * shape.n * shape.k >= _MIN_BLOCKED_FMAS and shape.m >= 2
 
 
+def may_split(shape: GemmShape) -> bool:
+    """Whether ``shape`` is big enough to be worth splitting across threads."""
+    return shape.fmas >= _MIN_PARALLEL_FMAS
+
+
 def plan_gemm(shape: GemmShape, *, vector_bits: int, max_threads: int) -> GemmPlan:
     """Tile, block and thread split of a blocked GEMM for this host."""
     lanes = vector_bits // (8 * shape.dtype.itemsize)
@@ -204,7 +209,7 @@ def plan_gemm(shape: GemmShape, *, vector_bits: int, max_threads: int) -> GemmPl
 def _thread_split(shape: GemmShape, mr: int, nr: int, max_threads: int
                   ) -> tuple[int, str, int, int]:
     """(team, split axis, chunks, units per chunk)."""
-    if max_threads <= 1 or shape.fmas < _MIN_PARALLEL_FMAS:
+    if max_threads <= 1 or not may_split(shape):
         return 1, "rows", 1, 1
     row_tiles = -(-shape.m // mr)
     col_tiles = -(-shape.n // nr)
