@@ -226,3 +226,26 @@ def test_gradient_of_a_matmul_uses_transposed_dots():
     text = print_function(grad_function(fn, [0, 1]))
     assert " transpose " not in text
     assert "transpose_rhs=true" in text and "transpose_lhs=true" in text
+
+
+@pytest.mark.parametrize("bits", [256, 128])
+def test_narrower_hosts_get_their_own_tiles(bits, monkeypatch):
+    """AVX2 (ymm, 16 registers) and SSE tiles, compiled here, still exact."""
+    import compiler.codegen.dot as dot_module
+
+    monkeypatch.setattr(dot_module, "vector_bits", lambda features: bits)
+    dot_module._plan.cache_clear()
+    try:
+        b = Builder(f"narrow{bits}")
+        cases = [((), 61, 70, 45), ((), 100, 70, 24)]
+        pairs = [(b.param(TensorType(dtype, (m, k))), b.param(TensorType(dtype, (k, n))))
+                 for dtype in (F32, F64) for _, m, k, n in cases]
+        fn = b.finish([b.dot(x, w) for x, w in pairs])
+        plans = [dot_plan(e) for e in fn.eqns]
+        assert all(p is not None and p.lanes * p.itemsize * 8 == bits for p in plans)
+        rng = np.random.default_rng(5)
+        args = [rng.standard_normal(p.shape).astype(p.dtype.numpy) for p in fn.params]
+        for i, got in enumerate(compile_function(fn)(*args)):
+            _check(got, args[2 * i], args[2 * i + 1], (False, False), fn.params[2 * i].dtype)
+    finally:
+        dot_module._plan.cache_clear()
