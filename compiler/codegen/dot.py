@@ -5,18 +5,21 @@ mean an operand is stored with its last two axes swapped (``[..., k, m]``,
 ``[..., n, k]``); both paths below read it through strides, never copying it.
 
 Float products big enough to repay packing take the blocked GEMM (gemm.py,
-see [GEMM blocking] in gemm_plan.py), possibly on several threads; the rest
-(small products, integers) a plain loop nest: batch, i, k, j, whose innermost
+see [GEMM blocking] in gemm_plan.py) or, with few columns and long rows, the
+skinny one (gemm_skinny.py), possibly on several threads; the rest (small
+products, integers) a plain loop nest: batch, i, k, j, whose innermost
 loop walks a row of the rhs and of the output contiguously (an axpy that
 vectorises).
 
 NOTE: [Dot tolerance]
 Floats multiply-add with FMAs (one rounding per step). Each output element
-sums its k terms in ascending order (the GEMM: ascending within each k block
-of ``kc``, blocks added in order), so it differs from numpy's BLAS by rounding
-only: within ``2 * k * eps * sum_k |a_ik * b_kj|``. An element is computed
-by one thread with the same arithmetic whatever the thread count: results
-with 1 and with N threads are bitwise equal. Integers wrap and are exact.
+sums its k terms in ascending order (the panel GEMM: ascending within each k
+block of ``kc``, blocks added in order; the skinny GEMM for few columns:
+ascending in each of ``lanes`` interleaved partial sums, then across them),
+so it differs from numpy's BLAS by rounding only: within
+``2 * k * eps * sum_k |a_ik * b_kj|``. An element is computed by one thread
+with the same arithmetic whatever the thread count: results with 1 and with N
+threads are bitwise equal. Integers wrap and are exact.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ import llvmlite.ir as ll
 
 from ir.core import Eqn
 from compiler.codegen.arrays import Array, Index
-from compiler.codegen.gemm import emit_gemm
+from compiler.codegen.gemm import Epilogue, emit_gemm
+from compiler.codegen.gemm_skinny import SkinnyPlan, emit_skinny, plan_skinny
 from compiler.codegen.gemm_plan import (GemmPlan, GemmShape, may_split, plan_gemm, use_blocked,
                                        vector_bits)
 from compiler.codegen.llvm_types import constant
@@ -35,7 +39,8 @@ from compiler.codegen.loops import for_range, loop_nest
 from compiler.codegen.parallel import max_threads
 from runtime.target import host_target
 
-__all__ = ["emit_dot", "emit_dot_loops", "dot_scratch_bytes", "dot_shape", "dot_plan"]
+__all__ = ["emit_dot", "emit_dot_loops", "emit_product", "dot_scratch_bytes", "dot_shape",
+           "dot_plan"]
 
 _CONTRACT = ("contract",)
 
@@ -53,8 +58,9 @@ def dot_shape(eqn: Eqn) -> GemmShape:
     return GemmShape(out.dtype, batch, out.shape[-2], out.shape[-1], k, trans_a, trans_b)
 
 
-def dot_plan(eqn: Eqn) -> GemmPlan | None:
-    """The blocked-GEMM plan of ``eqn`` for this host, or None for the plain loops."""
+def dot_plan(eqn: Eqn) -> GemmPlan | SkinnyPlan | None:
+    """The GEMM plan of ``eqn`` for this host (the panel kernel or, for few
+    columns and long rows, the skinny one), or None for the plain loops."""
     shape = dot_shape(eqn)
     if not use_blocked(shape):
         return None
@@ -63,9 +69,21 @@ def dot_plan(eqn: Eqn) -> GemmPlan | None:
 
 
 @functools.lru_cache(maxsize=256)
-def _plan(shape: GemmShape, threads: int) -> GemmPlan:
-    return plan_gemm(shape, vector_bits=vector_bits(host_target().features),
-                     max_threads=threads)
+def _plan(shape: GemmShape, threads: int) -> GemmPlan | SkinnyPlan:
+    bits = vector_bits(host_target().features)
+    skinny = plan_skinny(shape, vector_bits=bits, max_threads=threads)
+    if skinny is not None:
+        return skinny
+    return plan_gemm(shape, vector_bits=bits, max_threads=threads)
+
+
+def emit_product(b: ll.IRBuilder, plan: GemmPlan | SkinnyPlan, name: str, c, a, bmat,
+                 scratch, epilogue: Epilogue | None = None) -> None:
+    """C = A @ B with the kernel ``plan`` chose (and ``epilogue`` on its tiles)."""
+    if isinstance(plan, SkinnyPlan):
+        emit_skinny(b, plan, name, c, a, bmat, scratch, epilogue)
+    else:
+        emit_gemm(b, plan, name, c, a, bmat, scratch, epilogue)
 
 
 def dot_scratch_bytes(eqn: Eqn) -> int:
@@ -81,8 +99,8 @@ def emit_dot(b: ll.IRBuilder, eqn: Eqn, ins: list[Array], outs: list[Array],
         return
     plan = dot_plan(eqn)
     if plan is not None:
-        emit_gemm(b, plan, b.function.name, out.pointer, ins[0].pointer, ins[1].pointer,
-                  scratch)
+        emit_product(b, plan, b.function.name, out.pointer, ins[0].pointer, ins[1].pointer,
+                     scratch)
         return
     emit_dot_loops(b, eqn, ins, out)
 

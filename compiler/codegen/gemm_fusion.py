@@ -29,10 +29,11 @@ import llvmlite.ir as ll
 
 from ir.core import Eqn, Value
 from compiler.codegen.arrays import Array, Index
-from compiler.codegen.dot import dot_plan, dot_scratch_bytes, dot_shape, emit_dot_loops
+from compiler.codegen.dot import (dot_plan, dot_scratch_bytes, dot_shape, emit_dot_loops,
+                                  emit_product)
 from compiler.codegen.elemental import Generator, array_generator, element_generator
 from compiler.codegen.errors import LoweringError
-from compiler.codegen.gemm import Epilogue, emit_gemm
+from compiler.codegen.gemm import Epilogue
 from compiler.codegen.gemm_pack import counted_loop
 from compiler.codegen.llvm_types import index_constant
 
@@ -103,8 +104,8 @@ def emit_gemm_fusion(b: ll.IRBuilder, eqn: Eqn, ins: list[Array], outs: list[Arr
     plan = dot_plan(dot)
     shape = dot_shape(dot)
     if plan is not None:
-        emit_gemm(b, plan, b.function.name, product_array.pointer, lhs.pointer, rhs.pointer,
-                  scratch, epilogue)
+        emit_product(b, plan, b.function.name, product_array.pointer, lhs.pointer, rhs.pointer,
+                     scratch, epilogue)
         return
     # Small or k = 0: the plain product, then the epilogue over the whole result.
     emit_dot_loops(b, dot, [lhs, rhs], product_array)

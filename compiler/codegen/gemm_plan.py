@@ -188,8 +188,14 @@ def plan_gemm(shape: GemmShape, *, vector_bits: int, max_threads: int) -> GemmPl
         # One vector covers every column: take more rows instead.
         nr, mr = lanes, (24 if vector_bits == 512 else 12)
     itemsize = shape.dtype.itemsize
-    # A micro-panel mr x kc in about half of L1.
-    kc = max(16, (_L1_BYTES // 2) // (mr * itemsize) // 8 * 8)
+    # Packing pays for itself by reuse: an A micro-panel serves every column
+    # tile, a B micro-panel every row tile. Used once, an operand is read in
+    # place (B only when its rows are contiguous: the kernel loads vectors).
+    pack_a = shape.n > nr
+    pack_b = shape.trans_b or shape.m > mr
+    # A micro-panel mr x kc in about half of L1. Read in place, A gains
+    # nothing from k blocks and streams best in whole rows.
+    kc = max(16, (_L1_BYTES // 2) // (mr * itemsize) // 8 * 8) if pack_a else shape.k
     kc = min(kc, shape.k)
     # Balance the k blocks: 2 blocks of 200 beat 384 + 16.
     blocks = -(-shape.k // kc)
@@ -197,11 +203,6 @@ def plan_gemm(shape: GemmShape, *, vector_bits: int, max_threads: int) -> GemmPl
     nc = max(nr, (_L2_BYTES // 2) // (max(kc, 1) * itemsize) // nr * nr)
     mc = max(mr, 4096 // mr * mr)
     threads, split, chunks, chunk_units = _thread_split(shape, mr, nr, max_threads)
-    # Packing pays for itself by reuse: an A micro-panel serves every column
-    # tile, a B micro-panel every row tile. Used once, an operand is read in
-    # place (B only when its rows are contiguous: the kernel loads vectors).
-    pack_a = shape.n > nr
-    pack_b = shape.trans_b or shape.m > mr
     return GemmPlan(shape, lanes, mr, nr, kc, mc, nc, threads, split, chunks, chunk_units,
                     pack_a, pack_b)
 

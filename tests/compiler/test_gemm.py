@@ -33,11 +33,12 @@ SHAPES = [
     ((), 2, 700, 3), ((), 64, 48, 64), ((), 31, 257, 47), ((), 97, 61, 101),
     ((), 200, 513, 97), ((), 64, 1000, 40), ((), 173, 29, 211), ((), 4, 100, 500),
     ((), 500, 100, 4), ((), 12, 64, 256), ((3,), 20, 30, 40), ((2, 3), 13, 7, 33),
-    ((3,), 40, 50, 60),
+    ((3,), 40, 50, 60), ((), 37, 1100, 10), ((), 13, 1030, 1), ((), 50, 1500, 24),
+    ((), 29, 1024, 32),
 ]
 # Every operand layout for these; the others are checked as stored.
 ALL_LAYOUTS = {((), 13, 17, 19), ((), 97, 61, 101), ((), 64, 1000, 40), ((), 4, 100, 500),
-               ((), 500, 100, 4), ((3,), 40, 50, 60)}
+               ((), 500, 100, 4), ((3,), 40, 50, 60), ((), 37, 1100, 10)}
 LAYOUTS = list(itertools.product([False, True], repeat=2))  # (transpose_lhs, transpose_rhs)
 EMPTY = [((), 0, 5, 7), ((), 5, 0, 7), ((), 5, 7, 0), ((0,), 4, 5, 6), ((2,), 4, 0, 3)]
 
@@ -139,7 +140,10 @@ def test_the_suite_exercises_blocked_gemm_and_plain_loops():
 def test_plans_fit_the_caches_and_pack_only_reused_operands(m, k, n):
     plan = plan_gemm(GemmShape(F32, 1, m, n, k), vector_bits=512, max_threads=2)
     assert plan.nr % plan.lanes == 0 and plan.mc % plan.mr == 0 and plan.nc % plan.nr == 0
-    assert plan.mr * plan.kc * 4 <= 32 * 1024            # A micro-panel within L1
+    if plan.pack_a:
+        assert plan.mr * plan.kc * 4 <= 32 * 1024        # A micro-panel within L1
+    else:
+        assert plan.kc == k                              # A read in place: whole rows
     assert plan.kc * plan.nc * 4 <= 1024 * 1024          # packed B block within L2
     assert plan.pack_a == (n > plan.nr) and plan.pack_b == (m > plan.mr)
     assert plan.threads == 2 and plan.chunks >= 2
@@ -148,6 +152,22 @@ def test_plans_fit_the_caches_and_pack_only_reused_operands(m, k, n):
         assert plan.scratch_bytes < plan.shared_a_bytes + plan.kc * (n + plan.nr) * 4 + 64
     else:
         assert plan.scratch_bytes == plan.slot_bytes * plan.threads
+
+
+def test_few_columns_and_long_rows_take_the_skinny_kernel(monkeypatch):
+    from compiler.codegen.gemm_skinny import SkinnyPlan
+
+    monkeypatch.setenv("XLAC_NUM_THREADS", "2")
+    b = Builder("skinny")
+    x = b.param(TensorType(F32, (300, 2000)))
+    w = b.param(TensorType(F32, (2000, 10)))
+    fn = b.finish([b.dot(x, w)])
+    plan = dot_plan(fn.eqns[0])
+    assert isinstance(plan, SkinnyPlan) and plan.threads == 2
+    assert all(rows * cols <= 24 for _, cols, rows in plan.column_groups())
+    rng = np.random.default_rng(6)
+    args = [rng.standard_normal(p.shape).astype(np.float32) for p in fn.params]
+    _check(compile_function(fn)(*args)[0], args[0], args[1], (False, False), F32)
 
 
 def test_small_products_stay_single_threaded():
