@@ -138,7 +138,8 @@ def _emit_shared_rows(b: ll.IRBuilder, plan: GemmPlan, name: str, c, a, bmat, sc
                                          inner.mul(pc, _const(a_stride_k))), etype)
         pack_block(inner, etype=etype, dst=_gep(inner, ap, inner.mul(lo, kcur), etype), src=src,
                    extent=inner.sub(hi, lo), depth=kcur, width=mr, edge=m % mr,
-                   stride_t=a_stride_m, stride_k=a_stride_k, pad=False, name="packa")
+                   stride_t=a_stride_m, stride_k=a_stride_k, pad=False, name="packa",
+                   lanes=plan.lanes)
 
     def pack_b(inner, values, chunk, thread, per):
         b_b, bp, pc, kcur, jb, nb = values
@@ -150,7 +151,8 @@ def _emit_shared_rows(b: ll.IRBuilder, plan: GemmPlan, name: str, c, a, bmat, sc
                        etype)
             pack_block(inner, etype=etype, dst=_gep(inner, bp, inner.mul(lo, kcur), etype),
                        src=src, extent=inner.sub(hi, lo), depth=kcur, width=nr, edge=n % nr,
-                       stride_t=b_stride_n, stride_k=b_stride_k, pad=True, name="packb")
+                       stride_t=b_stride_n, stride_k=b_stride_k, pad=True, name="packb",
+                       lanes=plan.lanes)
 
     def tiles(inner, values, chunk, thread):
         c_b, a_src, ap, b_src, bp, pc, kcur, jb, nb, batch, c_base, *extra_in = values
@@ -258,7 +260,7 @@ def _emit_gemm_body(b: ll.IRBuilder, plan: GemmPlan, c, a, bmat, ws, b0, b1, r0,
                         pack_block(b, etype=etype, dst=a_pack, src=a_src, extent=mcur,
                                    depth=kcur, width=plan.mr, edge=m % plan.mr,
                                    stride_t=a_stride_m, stride_k=a_stride_k, pad=False,
-                                   name="packa")
+                                   name="packa", lanes=plan.lanes)
                         a_block = a_pack
                     else:
                         a_block = a_src
@@ -279,7 +281,7 @@ def _emit_gemm_body(b: ll.IRBuilder, plan: GemmPlan, c, a, bmat, ws, b0, b1, r0,
                             pack_block(b, etype=etype, dst=b_pack, src=b_src, extent=ncur,
                                        depth=kcur, width=plan.nr, edge=n % plan.nr,
                                        stride_t=b_stride_n, stride_k=b_stride_k, pad=True,
-                                       name="packb")
+                                       name="packb", lanes=plan.lanes)
                             b_block = b_pack
                         else:
                             b_block = b_src

@@ -92,8 +92,9 @@ def _gep(b, pointer, offset, etype):
 
 def pack_block(b: ll.IRBuilder, *, etype: ll.Type, dst: ll.Value, src: ll.Value, extent: ll.Value,
                depth: ll.Value, width: int, edge: int, stride_t: int, stride_k: int,
-               pad: bool, name: str) -> None:
-    """Pack ``extent x depth`` elements of ``src`` into panels at ``dst`` ([Packed layout])."""
+               pad: bool, name: str, lanes: int = 0) -> None:
+    """Pack ``extent x depth`` elements of ``src`` into panels at ``dst`` ([Packed layout]);
+    with ``lanes``, full panels read along k transpose in registers ([Transposing packs])."""
     full = b.udiv(extent, index_constant(width)) if width > 1 else extent
     has_full = b.icmp_unsigned("!=", full, index_constant(0))
     panel_elems = _mul(b, depth, width)
@@ -101,8 +102,12 @@ def pack_block(b: ll.IRBuilder, *, etype: ll.Type, dst: ll.Value, src: ll.Value,
         with counted_loop(b, full, name=f"{name}.q") as q:
             panel_dst = _gep(b, dst, b.mul(q, panel_elems, flags=_NUW_NSW), etype)
             panel_src = _gep(b, src, _mul(b, q, width * stride_t), etype)
-            _pack_panel(b, etype, panel_dst, panel_src, depth, width, width, stride_t, stride_k,
-                        pad, f"{name}.p")
+            if lanes and stride_t != 1 and stride_k == 1:
+                _transpose_panel(b, etype, panel_dst, panel_src, depth, width, stride_t, lanes,
+                                 f"{name}.v")
+            else:
+                _pack_panel(b, etype, panel_dst, panel_src, depth, width, width, stride_t,
+                            stride_k, pad, f"{name}.p")
     if edge:
         rest = b.sub(extent, _mul(b, full, width))
         has_edge = b.icmp_unsigned("!=", rest, index_constant(0))
@@ -146,3 +151,74 @@ def _pack_panel(b, etype, dst, src, depth, width, valid, stride_t, stride_k, pad
             with counted_loop(b, depth, name=f"{name}.zp") as p:
                 out = _gep(b, dst, b.add(_mul(b, p, width), r, flags=_NUW_NSW), etype)
                 b.store(zero, out)
+
+
+# NOTE: [Transposing packs]
+# A panel whose source rows run along k (A as stored, or a transposed B) is
+# a transpose: panel element (t, p) comes from row t, column p. Scalar, it
+# costs a load and a store per element (~1 cycle). Here each group of up to
+# ``lanes`` rows is loaded as ``lanes`` vectors of ``lanes`` consecutive k
+# (rows past the group are zeros) and transposed in registers by log2(lanes)
+# rounds of two-input shuffles that swap one bit of the row and lane indices
+# (the butterfly transpose; LLVM lowers the shuffles to unpck/shufps/vpermt2ps).
+# Vector p then holds column p: its first ``rows`` lanes are stored (under a
+# mask) at panel row p. The last ``depth % lanes`` k steps go the scalar way.
+
+
+def _transpose_masks(lanes: int) -> list[tuple[int, list[int], list[int]]]:
+    """(h, low mask, high mask) for each butterfly round: vectors i and i + h
+    (bit h of i clear) become low/high, swapping bit h of row and lane."""
+    rounds, h = [], 1
+    while h < lanes:
+        low = [(lanes if j & h else 0) + (j & ~h) for j in range(lanes)]
+        high = [(lanes if j & h else 0) + (j | h) for j in range(lanes)]
+        rounds.append((h, low, high))
+        h *= 2
+    return rounds
+
+
+def _transpose_panel(b, etype, dst, src, depth, width, stride_t, lanes, name) -> None:
+    from compiler.codegen.gemm_kernel import masked_store
+
+    vec = ll.VectorType(etype, lanes)
+    i32 = ll.IntType(32)
+    item = 4 if isinstance(etype, ll.FloatType) else 8
+    blocks = b.udiv(depth, index_constant(lanes))
+    with if_then(b, b.icmp_unsigned("!=", blocks, index_constant(0)), name=f"{name}.any"):
+        with counted_loop(b, blocks, name=name) as blk:
+            p0 = _mul(b, blk, lanes)
+            for first in range(0, width, lanes):
+                rows = min(lanes, width - first)
+                vectors = []
+                for r in range(lanes):
+                    if r < rows:
+                        at = _gep(b, src, b.add(p0, index_constant((first + r) * stride_t)),
+                                  etype)
+                        vectors.append(b.load(at, typ=vec, align=item))
+                    else:
+                        vectors.append(ll.Constant(vec, None))
+                for h, low, high in _transpose_masks(lanes):
+                    for i in range(lanes):
+                        if i & h:
+                            continue
+                        x, y = vectors[i], vectors[i + h]
+                        vectors[i] = b.shuffle_vector(x, y, ll.Constant(ll.VectorType(i32, lanes),
+                                                                        low))
+                        vectors[i + h] = b.shuffle_vector(
+                            x, y, ll.Constant(ll.VectorType(i32, lanes), high))
+                for p in range(lanes):
+                    row = b.add(p0, index_constant(p))
+                    at = _gep(b, dst, b.add(_mul(b, row, width), index_constant(first)), etype)
+                    if rows == lanes:
+                        b.store(vectors[p], at, align=item)
+                    else:
+                        masked_store(b, vectors[p], at, rows, item)
+    done = _mul(b, blocks, lanes)
+    rest = b.sub(depth, done)
+    with if_then(b, b.icmp_unsigned("!=", rest, index_constant(0)), name=f"{name}.tail"):
+        with counted_loop(b, index_constant(width), name=f"{name}.tr") as r:
+            row_src = _gep(b, src, _mul(b, r, stride_t), etype)
+            with counted_loop(b, rest, name=f"{name}.tp") as q:
+                p = b.add(done, q)
+                out = _gep(b, dst, b.add(_mul(b, p, width), r, flags=_NUW_NSW), etype)
+                b.store(b.load(_gep(b, row_src, p, etype), typ=etype), out)
