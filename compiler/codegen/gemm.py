@@ -1,20 +1,22 @@
 """The blocked, packed GEMM: the loop nest around the micro-kernel, and its threads.
 
-See [GEMM blocking] (gemm_plan.py) for the loop nest, [Packed layout]
-(gemm_pack.py) for the panels and [Micro-kernel] (gemm_kernel.py) for the
-register tile. Each dot gets ``@<kernel>.gemm``, which computes the output
-rows ``[r0, r1)`` and columns ``[c0, c1)`` of batches ``[b0, b1)`` with the
-packing buffers at ``ws``:
+See [GEMM blocking] (gemm_plan.py) for the loop nest, [Packed layout] and
+[Transposing packs] (gemm_pack.py) for the panels and [Micro-kernel]
+(gemm_kernel.py) for the register tile. A serial product (and each chunk of
+a product split by columns or batches) runs ``@<kernel>.gemm``, which
+computes the output rows ``[r0, r1)`` and columns ``[c0, c1)`` of batches
+``[b0, b1)`` with private packing buffers at ``ws``:
 
-    void gemm(ptr c, ptr a, ptr b, ptr ws, i64 b0, i64 b1, i64 r0, i64 r1, i64 c0, i64 c1)
+    void gemm(ptr c, ptr a, ptr b, ptr ws, ptr epilogue..., i64 b0, i64 b1,
+              i64 r0, i64 r1, i64 c0, i64 c1)
 
-A serial kernel calls it once for everything; a parallel one (``plan.threads
-> 1``) calls it from a fork-join region, each thread with its share along
-``plan.split`` and its own scratch slot. Shares along rows (columns) are whole
-micro-tiles, so only the thread holding the last rows (columns) meets the
-edge tile, and every output element is written by exactly one thread with
-the same arithmetic as the serial code: results do not depend on the thread
-count.
+A product split by rows shares its packed blocks between the threads
+([Shared packing] in gemm_plan.py: ``_emit_shared_rows``). Shares along rows
+(columns) are whole micro-tiles, so only the chunk holding the last rows
+(columns) meets the edge tile, and every output element is written by exactly
+one thread with the same arithmetic as the serial code: results do not
+depend on the thread count. An ``Epilogue`` runs on each finished tile of
+the last k block (gemm_fusion.py).
 """
 
 from __future__ import annotations
