@@ -12,7 +12,7 @@ IEEE, and the error bounds below do not depend on what LLVM chooses to do.
 
 Accuracy: max distance from the correctly rounded result, in ulps (in
 parentheses: max error against the exact value, in ulps of the result). f32
-unary functions: over all 2^32 inputs (tools/check_vmath_exhaustive.py); f64
+unary functions: over all 2^32 inputs (benchmarks/vmath/check_exhaustive.py); f64
 and f32 pow: dense sweeps of tests/compiler/test_vmath.py (long double
 reference), which asserts these bounds:
 
@@ -41,7 +41,7 @@ tiny arguments; tanh and logistic saturate at +-1 and 0/1; sin/cos of +-inf
 are nan; pow follows C99 Annex F (pow(x, 0) = pow(1, y) = 1 even for nan,
 negative bases with integer exponents, signed zeros and infinities).
 
-The polynomial coefficients come from tools/fit_vmath.py (Remez exchange on
+The polynomial coefficients come from benchmarks/vmath/fit_coefficients.py (Remez exchange on
 the relative error of the whole function, rounded to the target precision).
 
 >>> import llvmlite.ir as ll
@@ -99,7 +99,7 @@ _F64 = _Format(F64, I64, 52, 1023, exp_lo=-746.0, exp_hi=710.0, expm1_lo=-40.0, 
 _FORMATS = {str(F32): _F32, str(F64): _F64}
 
 
-# -- polynomial coefficients (tools/fit_vmath.py) --------------------------------
+# -- polynomial coefficients (benchmarks/vmath/fit_coefficients.py) --------------------------------
 
 # e^r = 1 + r + r^2 q(r), |r| <= ln2/2: rel err 2^-28.3 (f32), 2^-57.9 (f64)
 _EXP_Q = {

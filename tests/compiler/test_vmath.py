@@ -31,7 +31,7 @@ sin, cos 1 (0.50), any x libm (not vmath)
 pow      0 (0.50)        libm (not vmath)
 ======== =============== =======================================
 
-The f32 unary maxima are those of tools/check_vmath_exhaustive.py over all
+The f32 unary maxima are those of benchmarks/vmath/check_exhaustive.py over all
 2^32 inputs (0.1% to 1.7% of results 1 ulp off; sin/cos 1e-5, from double
 rounding). The asserted bounds are ``BOUNDS`` below (1 ulp everywhere),
 within the issue's 4 ulp.

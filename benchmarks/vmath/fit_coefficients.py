@@ -1,6 +1,6 @@
 """Fit the polynomial coefficients of compiler/codegen/vmath.py (minimax, Remez exchange).
 
-Run ``python tools/fit_vmath.py`` to print every table; vmath.py holds the
+Run ``python benchmarks/vmath/fit_coefficients.py`` to print every table; vmath.py holds the
 printed values. Each fit minimises the maximum *relative* error of the whole
 approximated function (not of the polynomial alone), in 60-digit arithmetic
 (mpmath), and the coefficients are then rounded to the target precision: the

@@ -1,6 +1,6 @@
 """Exhaustive accuracy of the f32 vector transcendentals: all 2^32 inputs.
 
-    python tools/check_vmath_exhaustive.py [op ...]   # default: every unary f32 op
+    python benchmarks/vmath/check_exhaustive.py [op ...]   # default: every unary f32 op
 
 Compiles each op over chunks of 2^22 floats (through backend.compile_function,
 the code the pipeline runs) and compares every result with float64 numpy
