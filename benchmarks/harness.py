@@ -29,10 +29,13 @@ class Contender:
 
 
 def measure(contenders: list[Contender], *, rounds: int = 15, warmup: int = 3,
-            min_seconds: float = 0.02) -> list[Contender]:
+            min_seconds: float = 0.02, settle: float = 0.0) -> list[Contender]:
     """Median seconds per call of each contender, rounds interleaved.
 
     Each sample averages enough back-to-back calls to last ``min_seconds``.
+    ``settle`` seconds of sleep before each sample let the previous
+    contender's idle worker threads stop spinning (OpenBLAS, OpenMP and XLA
+    pools spin for milliseconds after a call and would slow the next one).
     """
     for c in contenders:
         for _ in range(warmup):
@@ -47,6 +50,8 @@ def measure(contenders: list[Contender], *, rounds: int = 15, warmup: int = 3,
     for _ in range(rounds):
         for c in contenders:
             n = inner[c.name]
+            if settle:
+                time.sleep(settle)
             start = time.perf_counter()
             for _ in range(n):
                 c.run()

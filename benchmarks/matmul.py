@@ -80,7 +80,10 @@ def run_child(args) -> None:
             b = rng.standard_normal((n, k) if t_b else (k, n)).astype(np.float32)
             contenders = _contenders(compiler, np, jax, torch, a, b, t_a, t_b)
             rounds = 7 if flops > 4e9 else 15
-            measure(contenders, rounds=rounds, warmup=2, min_seconds=0.05)
+            # With two threads, let each library's spinning workers go idle
+            # before the next library runs (see harness.measure).
+            measure(contenders, rounds=rounds, warmup=2, min_seconds=0.05,
+                    settle=args.settle if threads > 1 else 0.0)
             load = os.getloadavg()[0]
             title = (f"W3 {label} {m}x{k}x{n} f32, {threads} thread(s) "
                      f"(load average {load:.2f}); GFLOP/s, ratio = GFLOP/s / numpy's")
@@ -126,6 +129,8 @@ def main() -> None:
     parser.add_argument("--libraries", default="jax,torch",
                         help="other contenders besides xla-py and numpy (comma-separated; "
                              "'none' for neither)")
+    parser.add_argument("--settle", type=float, default=0.2,
+                        help="seconds of sleep before each sample with 2+ threads")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -133,7 +138,8 @@ def main() -> None:
         return
     for threads in (int(t) for t in args.threads.split(",")):
         command = [sys.executable, str(pathlib.Path(__file__).resolve()), "--child",
-                   "--shapes", args.shapes, "--libraries", args.libraries]
+                   "--shapes", args.shapes, "--libraries", args.libraries,
+                   "--settle", str(args.settle)]
         command += ["--transposed"] if args.transposed else []
         subprocess.run(command, env=child_environment(threads), check=True)
 
