@@ -22,7 +22,7 @@ from compiler.autodiff import grad_function, jvp_function, vjp_function
 from compiler.frontend import numpy_api as fnp
 from compiler.frontend.tensor import Tensor
 from compiler.frontend.tracing import (Signature, Traced, leaf_array, leaf_type, run_traced,
-                                       split_args, trace)
+                                       split_args, trace, weak_leaves)
 from compiler.frontend.variable import Variable
 from compiler.pipeline import compile_cached
 from compiler.pytree import TreeDef, flatten, unflatten
@@ -75,7 +75,8 @@ class _ValueAndGrad:
             raise IRError(f"grad of {name}: needs at least one positional argument to differentiate")
         wrt_args = self._wrt(len(args))
         leaves, tree, static = split_args(name, args, kwargs, (), ())
-        signature = Signature(tree, tuple(leaf_type(x) for x in leaves), (), (wrt_args, self.has_aux))
+        signature = Signature(tree, tuple(leaf_type(x) for x in leaves), (), (wrt_args, self.has_aux),
+                              weak_leaves(leaves))
         cached = self._cache.get(signature)
         if cached is None:
             cached = self._trace(signature, args, wrt_args)
@@ -173,7 +174,8 @@ def _trace_call(f: Callable, primals: tuple, purpose: str) -> tuple[Traced, list
             raise DTypeError(f"{purpose}: argument leaf of type {leaf_type(x)} is not "
                              f"floating-point (at {user_location()}); derivatives only flow "
                              "through f32/f64 values")
-    return trace(f, Signature(tree, tuple(leaf_type(x) for x in leaves), ()), purpose), leaves
+    signature = Signature(tree, tuple(leaf_type(x) for x in leaves), (), weak=weak_leaves(leaves))
+    return trace(f, signature, purpose), leaves
 
 
 def vjp(f: Callable, *primals):

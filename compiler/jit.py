@@ -56,7 +56,8 @@ import numpy as np
 from compiler.frontend.evaluate import inline
 from compiler.frontend.numpy_api import asvariable
 from compiler.frontend.tensor import Tensor, as_array
-from compiler.frontend.tracing import Signature, Traced, leaf_array, leaf_type, split_args, trace
+from compiler.frontend.tracing import (Signature, Traced, leaf_array, leaf_type, split_args, trace,
+                                       weak_leaves)
 from compiler.frontend.variable import Variable
 from compiler.pipeline import compile_cached, optimize
 from compiler.pytree import TreeDef, unflatten
@@ -178,7 +179,8 @@ class Jitted:
     def _signature(self, args, kwargs) -> tuple[Signature, list]:
         leaves, tree, static = split_args(self._name, args, kwargs, self.static_argnums,
                                           self.static_argnames)
-        return Signature(tree, tuple(leaf_type(x) for x in leaves), static), leaves
+        return Signature(tree, tuple(leaf_type(x) for x in leaves), static,
+                         weak=weak_leaves(leaves)), leaves
 
     def _traced(self, signature: Signature) -> Traced:
         traced = self._traces.get(signature)

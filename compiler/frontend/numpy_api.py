@@ -47,8 +47,24 @@ def _is_weak(x) -> bool:
     return isinstance(x, _PY_SCALARS) and not isinstance(x, np.generic)
 
 
+_WEAK_PROXY = {DType.bool: False, DType.i32: 0, DType.i64: 0, DType.f32: 0.0, DType.f64: 0.0}
+
+
+def _promotion_operand(x):
+    if _is_weak(x):
+        return x
+    if isinstance(x, Variable) and x._weak:  # a traced Python number: promotes like one
+        return _WEAK_PROXY[x.dtype]
+    return _dtype_of_operand(x).numpy
+
+
 def _result_dtype(operands) -> DType:
-    args = [x if _is_weak(x) else _dtype_of_operand(x).numpy for x in operands]
+    weak_vars = [x for x in operands if isinstance(x, Variable) and x._weak]
+    if weak_vars and all(_is_weak(x) or (isinstance(x, Variable) and x._weak) for x in operands):
+        # Only weak values: the traced Python numbers keep the dtypes they were given.
+        args = [x if _is_weak(x) else x.dtype.numpy for x in operands]
+    else:
+        args = [_promotion_operand(x) for x in operands]
     try:
         return dtype_of(np.result_type(*args))
     except IRError:
@@ -115,7 +131,9 @@ def _elementwise(op: str, operands, dtype: DType | None = None, attrs=None) -> V
     vars_ = [_to_variable(x, target) for x in operands]
     shape = _broadcast_shapes(op, [v.shape for v in vars_], vars_)
     vars_ = [broadcast_to(v, shape) for v in vars_]
-    return apply(op, vars_, attrs or {})
+    result = apply(op, vars_, attrs or {})
+    result._weak = all(_is_weak(x) or (isinstance(x, Variable) and x._weak) for x in operands)
+    return result
 
 
 def _float_dtype(operands) -> DType:

@@ -21,7 +21,8 @@ from compiler.frontend.variable import Trace, Variable
 from compiler.pytree import TreeDef, flatten, unflatten
 from ir import Function, TensorType
 
-__all__ = ["Signature", "Traced", "split_args", "trace", "leaf_array", "leaf_type", "run_traced"]
+__all__ = ["Signature", "Traced", "split_args", "trace", "leaf_array", "leaf_type", "run_traced",
+           "weak_leaves"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Signature:
     leaf_types: tuple[TensorType, ...]
     static: tuple
     transform: tuple = ()  # e.g. grad's argnums and has_aux
+    weak: tuple[bool, ...] = ()  # per leaf: a Python number (weakly typed, NEP 50)
 
 
 @dataclass
@@ -58,6 +60,11 @@ def leaf_type(x) -> TensorType:
         return x.type
     arr = as_array(x)
     return TensorType(arr.dtype, arr.shape)
+
+
+def weak_leaves(leaves) -> tuple[bool, ...]:
+    """Which leaves are Python numbers (weakly typed, like Python scalars in numpy)."""
+    return tuple(type(x) in (bool, int, float) for x in leaves)
 
 
 def leaf_array(x) -> np.ndarray:
@@ -107,6 +114,8 @@ def trace(fn: Callable, signature: Signature, purpose: str,
     """
     session = Trace(purpose)
     params = [Variable._abstract(t, session) for t in signature.leaf_types]
+    for param, weak in zip(params, signature.weak):
+        param._weak = weak
     args, kwargs = rebuild_call(signature.in_tree, params, signature.static)
     result = fn(*args, **kwargs)
     if finish is None:

@@ -62,7 +62,7 @@ class Variable:
     (10.0, 6.0)
     """
 
-    __slots__ = ("_type", "_op", "_inputs", "_attrs", "_loc", "_value", "_trace",
+    __slots__ = ("_type", "_op", "_inputs", "_attrs", "_loc", "_value", "_trace", "_weak",
                  "grad", "requires_grad", "__weakref__")
     __array_priority__ = 200  # numpy defers binary operators to Variable
 
@@ -79,6 +79,9 @@ class Variable:
         self._loc: str | None = loc
         self._value: Tensor | None = value
         self._trace: Trace | None = trace
+        # Weakly typed, like a Python scalar (NEP 50): a jit argument given as a
+        # Python number, and what is computed from weak values only.
+        self._weak = False
         self.grad: Tensor | None = None
         self.requires_grad = False
 

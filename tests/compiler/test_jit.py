@@ -114,12 +114,14 @@ def test_python_scalar_results_inputs_and_constants():
     assert out.item() == 6.0 and out.dtype == xp.f32
 
 
-@pytest.mark.xfail(strict=True, reason="a Python scalar passed as a dynamic jit argument becomes a "
-                   "strong i32/f32 leaf, so f32 * 2 gives f64 under jit but f32 eagerly (JAX keeps "
-                   "such arguments weakly typed)")
 def test_python_scalar_arguments_stay_weakly_typed():
     f = jit(lambda x, s: x * s)
     assert f(A, 2).dtype == (Variable(A) * 2).dtype == xp.f32
+    assert f(A, 2.5).dtype == xp.f32
+    g = jit(lambda x, s: x * (s * 2 + 1))  # weak stays weak through arithmetic on weak values
+    assert g(A, 3).dtype == xp.f32
+    np.testing.assert_allclose(g(A, 3).numpy(), A * 7)
+    assert f(A, np.int64(2)).dtype.numpy == (A * np.int64(2)).dtype  # numpy scalars are strong
 
 
 def test_keyword_arguments_are_dynamic_unless_static():
