@@ -159,7 +159,7 @@ class _TorchStyle:
             saved = {}
         new_params, self._state = self._update(grads, self._state, [p.data for p in self.params])
         for i, (p, value) in enumerate(zip(self.params, new_params, strict=True)):
-            p._value = saved.get(i, value)
+            p._assign(saved.get(i, value))
 
     def state_dict(self):
         leaves, tree = flatten(self._state)

@@ -129,6 +129,10 @@ def evaluate(variables: Sequence[Variable]) -> None:
         v._value = Tensor._wrap(r)
 
 
+def _owner_of(leaf: Variable) -> Variable:
+    return leaf if leaf._owner is None else leaf._owner
+
+
 def backward(loss: Variable, gradient=None) -> None:
     """``loss.backward(gradient)``: accumulate gradients into the leaves' ``.grad``."""
     from compiler.autodiff import vjp_function
@@ -157,11 +161,13 @@ def backward(loss: Variable, gradient=None) -> None:
         raise DTypeError(f"backward() needs a floating-point result, got {loss._type} "
                          f"(at {user_location()})")
     leaves = [v for v in _postorder([loss], stop_at_values=False)
-              if v._op is None and v._trace is None and v.requires_grad and v.dtype.is_float]
+              if v._op is None and v._trace is None and _owner_of(v).requires_grad
+              and v.dtype.is_float]
     fn, captures = build_function([loss], leaves, name="backward")
     grad_fn = vjp_function(fn, wrt=list(range(len(leaves))))
     results = run_function(grad_fn, [v._value._array for v in leaves] + _values_of(captures) + [seed])
     if loss._value is None:
         loss._value = Tensor._wrap(results[0])
     for leaf, g in zip(leaves, results[1:], strict=True):
-        leaf.grad = Tensor._wrap(g if leaf.grad is None else leaf.grad._array + g)
+        target = _owner_of(leaf)  # a recorded snapshot's gradient belongs to its Variable
+        target.grad = Tensor._wrap(g if target.grad is None else target.grad._array + g)

@@ -117,12 +117,13 @@ def trace(fn: Callable, signature: Signature, purpose: str,
     for param, weak in zip(params, signature.weak):
         param._weak = weak
     args, kwargs = rebuild_call(signature.in_tree, params, signature.static)
-    result = fn(*args, **kwargs)
-    if finish is None:
-        out_leaves, out_tree = flatten(result)
-        outputs = [_as_output(x, purpose) for x in out_leaves]
-    else:
-        outputs, out_tree = finish(result)
+    with session:
+        result = fn(*args, **kwargs)
+        if finish is None:
+            out_leaves, out_tree = flatten(result)
+            outputs = [_as_output(x, purpose) for x in out_leaves]
+        else:
+            outputs, out_tree = finish(result)
     name = getattr(fn, "__name__", "fn")
     name = name if name.isidentifier() else "fn"
     ir_fn, captures = build_function(outputs, params, name=name)

@@ -38,10 +38,18 @@ class Trace:
     """One tracing session (jit or functional.grad); nested sessions get higher levels."""
 
     _levels = itertools.count(1)
+    active = 0  # how many traces are recording right now (see [Leaf versions])
 
     def __init__(self, purpose: str):
         self.level = next(self._levels)
         self.purpose = purpose
+
+    def __enter__(self) -> "Trace":
+        Trace.active += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        Trace.active -= 1
 
     def __repr__(self) -> str:
         return f"Trace({self.purpose}, level={self.level})"
@@ -63,7 +71,7 @@ class Variable:
     """
 
     __slots__ = ("_type", "_op", "_inputs", "_attrs", "_loc", "_value", "_trace", "_weak",
-                 "grad", "requires_grad", "__weakref__")
+                 "_version", "_owner", "grad", "requires_grad", "__weakref__")
     __array_priority__ = 200  # numpy defers binary operators to Variable
 
     def __init__(self, data, requires_grad: bool = True):
@@ -82,6 +90,10 @@ class Variable:
         # Weakly typed, like a Python scalar (NEP 50): a jit argument given as a
         # Python number, and what is computed from weak values only.
         self._weak = False
+        # See [Leaf versions]: the snapshot that operations record, and for a
+        # snapshot, the leaf it belongs to.
+        self._version: Variable | None = None
+        self._owner: Variable | None = None
         self.grad: Tensor | None = None
         self.requires_grad = False
 
@@ -141,7 +153,26 @@ class Variable:
             raise IRError(
                 f"cannot assign data of shape {list(arr.shape)} to a Variable of type {self._type}"
             )
-        self._value = Tensor._wrap(arr)
+        self._assign(Tensor._wrap(arr))
+
+    def _assign(self, value: Tensor) -> None:
+        # Operations recorded so far keep reading the previous snapshot.
+        self._value = value
+        self._version = None
+
+    def _snapshot(self) -> "Variable":
+        """NOTE: [Leaf versions]
+        What an operation records when it reads a concrete leaf: an immutable leaf
+        holding the current value, whose gradient goes to the user's Variable. So
+        assigning ``w.data`` after ``y = w * 2`` was recorded leaves ``y`` as it
+        was (as in PyTorch, where ``y`` would already be computed), and backward
+        through either version accumulates into ``w.grad``. Traced functions read
+        closed-over leaves live instead (they are called again later)."""
+        if self._version is None:
+            snapshot = Variable._node(self._type, None, (), {}, self._loc, self._value, None)
+            snapshot._owner = self
+            self._version = snapshot
+        return self._version
 
     def numpy(self) -> np.ndarray:
         return self.data.numpy()
@@ -245,4 +276,6 @@ def apply(op: str, inputs, attrs: dict, loc: str | None = None) -> Variable:
     for v in inputs:
         if v._trace is not None and (trace is None or v._trace.level > trace.level):
             trace = v._trace
+    if trace is None and not Trace.active:  # lazy graph: record the leaves' current versions
+        inputs = [v._snapshot() if v._op is None and v._owner is None else v for v in inputs]
     return Variable._node(types[0], op, tuple(inputs), attrs, loc, None, trace)

@@ -374,9 +374,6 @@ def test_assigning_data_checks_shape_and_node_kind():
         (w * 2.0).data = np.zeros(3, np.float32)
 
 
-@pytest.mark.xfail(strict=True, reason="laziness is observable: a graph recorded before "
-                   "`w.data = ...` but evaluated after it reads the new value (PyTorch would give "
-                   "4.0); a leaf's value would have to be captured when an operation records it")
 def test_assigning_data_does_not_change_a_recorded_but_unevaluated_result():
     w = Variable(np.float32(2.0))
     y = w * w
