@@ -60,7 +60,8 @@ def make_step(optimizer):
         params, opt_state = optimizer.update(grads, opt_state, params)
         return params, opt_state, loss
 
-    return jit(train_step)
+    # Donating the parameters and optimiser state lets the step update them in place.
+    return jit(train_step, donate_argnums=(0, 1))
 
 
 @jit
