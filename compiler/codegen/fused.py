@@ -98,11 +98,52 @@ def inplace_pairs(eqn: Eqn) -> list[tuple[int, int]]:
             if (how is None or plan.gathered.get(param) or plan.access.get(result) != how
                     or not _same_layout(param.type, result.type)):
                 continue
+            if sum(v is eqn.inputs[j] for v in eqn.inputs) > 1:
+                continue  # the buffer is also another parameter, which may be gathered
+            loop = None
             if plan.mode == "row" and how == "full":
-                if max(plan.reads.get(param, {0})) > plan.store_loop(result):
+                loop = plan.store_loop(result)
+                reads = plan.reads.get(param, {0})
+                if max(reads) > loop:
                     continue
-            pairs.append((k, j))
+                if loop not in reads:
+                    pairs.append((k, j))  # read only by earlier inner loops
+                    continue
+            if _feeds(plan, param, result, loop):
+                pairs.append((k, j))
     return pairs
+
+
+def _feeds(plan: FusionPlan, param: Value, result: Value, loop: int | None) -> bool:
+    """Whether the element of ``param`` loaded at a position feeds ``result`` at
+    that position (in inner loop ``loop`` of a row fusion).
+
+    Kernels take their pointers ``noalias``, so LLVM may move a load past a
+    store to another pointer when no data flows from one to the other. A result
+    stored over an operand's buffer is safe only when the store depends on that
+    operand's load at the same position (NOTE: [In-place results] in memory.py);
+    a load feeding only another result, or only a reduction, gives no such order.
+    """
+    how = plan.access[result]
+    producer = {v: e for e in plan.eqns for v in e.outputs}
+    stack, seen = [result], set()
+    while stack:
+        v = stack.pop()
+        if v is param:
+            return True
+        if v in seen:
+            continue
+        seen.add(v)
+        if loop is not None and plan.cached.get(v, loop) < loop:
+            continue  # read back from row scratch in this loop, not recomputed
+        e = producer.get(v)
+        if e is None:
+            continue
+        for u, access in zip(e.inputs, operand_access(e, how, plan.rows, plan.cols),
+                             strict=True):
+            if access == how:
+                stack.append(u)
+    return False
 
 
 def _elementwise(op: str) -> bool:

@@ -30,7 +30,11 @@ operand element it needs for ``out[k]`` before storing ``out[k]``, and no other
 position reads ``in[k]``; the store depends on the loads, so no reordering can
 move it before them, which is what makes the shared buffer safe although
 kernels take their pointers ``noalias`` (the argument of
-compiler/codegen/donation.py, [When a result may be computed in place]).
+compiler/codegen/donation.py, [When a result may be computed in place]). So
+the operand must *feed* that result: in a multi-result fusion a load feeding
+only another result (or only a reduction) is not ordered before the store,
+and such a pair is never offered; nor is an operand bound to several of a
+fusion's parameters (one of which may be gathered).
 """
 
 from __future__ import annotations
