@@ -191,21 +191,35 @@ def _emit_shared_rows(b: ll.IRBuilder, plan: GemmPlan, name: str, c, a, bmat, sc
         c_b = _gep(b, c, b.mul(batch, _const(m * n)), etype)
         a_b = _gep(b, a, b.mul(batch, _const(m * k)), etype)
         b_b = _gep(b, bmat, b.mul(batch, _const(k * n)), etype)
+        a_chunks, a_per = _share(-(-m // mr), 2 * team) if plan.pack_a else (0, 0)
+        b_chunks, b_per = _share(plan.shared_cols // nr, 2 * team) if plan.pack_b else (0, 0)
+
+        def pack(inner, values, chunk, thread) -> None:
+            """One fork-join packs both: A's rows (first column block only), B's block."""
+            a_b_in, ap, b_b_in, bp, pc, kcur, jb, nb = values
+            if a_chunks:
+                first = inner.icmp_unsigned("==", jb, _const(0))
+                is_a = inner.icmp_unsigned("<", chunk, _const(a_chunks))
+                with if_then(inner, inner.and_(first, is_a), name="a"):
+                    pack_a(inner, [a_b_in, ap, pc, kcur], chunk, thread, a_per)
+            if b_chunks:
+                with if_then(inner, inner.icmp_unsigned(">=", chunk, _const(a_chunks)),
+                             name="b"):
+                    pack_b(inner, [b_b_in, bp, pc, kcur, jb, nb],
+                           inner.sub(chunk, _const(a_chunks)), thread, b_per)
+
         with counted_loop(b, _const(k_blocks), name="pc") as pc_i:
             pc = b.mul(pc_i, _const(plan.kc))
             kcur = _umin(b, _const(plan.kc), b.sub(_const(k), pc))
-            if plan.pack_a:
-                chunks, per = _share(-(-m // mr), 2 * team)
-                emit_parallel(b, f"{name}.packa", [a_b, a_pack, pc, kcur], chunks, team,
-                              lambda i, v, ch, t, per=per: pack_a(i, v, ch, t, per))
             cols = plan.shared_cols
             with counted_loop(b, _const(-(-n // cols)), name="jb") as jb_i:
                 jb = b.mul(jb_i, _const(cols))
                 nb = _umin(b, _const(cols), b.sub(_const(n), jb))
-                if plan.pack_b:
-                    chunks, per = _share(cols // nr, 2 * team)
-                    emit_parallel(b, f"{name}.packb", [b_b, b_pack, pc, kcur, jb, nb], chunks,
-                                  team, lambda i, v, ch, t, per=per: pack_b(i, v, ch, t, per))
+                if a_chunks + b_chunks:
+                    emit_parallel(b, f"{name}.pack",
+                                  [a_b, a_pack if plan.pack_a else null, b_b,
+                                   b_pack if plan.pack_b else null, pc, kcur, jb, nb],
+                                  a_chunks + b_chunks, team, pack)
                 emit_parallel(b, f"{name}.tiles",
                               [c_b, a_b, a_pack if plan.pack_a else null, b_b,
                                b_pack if plan.pack_b else null, pc, kcur, jb, nb, batch, c,

@@ -31,13 +31,14 @@ threads. A few chunks per thread let a thread slowed by a busy core take
 fewer.
 
 NOTE: [Shared packing]
-Split by rows, the chunks share the packed blocks: for each k block the
-threads pack all of A's rows (chunks of row panels), then for each block of
-up to ``_SHARED_B_COLUMNS`` columns they pack B (chunks of column panels),
-then each chunk of rows computes its tiles against the shared B block, in
-L2-sized column blocks (``nc``). Three short fork-joins per block, but each
-operand is packed once: chunks with private packing repacked all of B per
-chunk (measured: 10-20% of the time at 256..2048 with 8 chunks). Split by
+Split by rows, the chunks share the packed blocks: for each k block and
+each block of up to ``_SHARED_B_COLUMNS`` columns, one fork-join packs B's
+block (chunks of column panels) and, for the first column block, all of A's
+rows (chunks of row panels); a second one computes: each chunk of rows its
+tiles against the shared B block, in L2-sized column blocks (``nc``). Two
+short fork-joins per block, but each operand is packed once: chunks with
+private packing repacked all of B per chunk (measured: 10-20% of the time
+at 256..2048 with 8 chunks). Split by
 columns (few rows: A is small) or by batches, each chunk is an independent
 GEMM with private packing in its thread's scratch slot.
 """
