@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import struct
 import threading
 from typing import Mapping, Sequence
 
@@ -22,7 +23,44 @@ import llvmlite.binding as llvm
 from runtime.errors import JitError
 from runtime.target import host_target_machine, initialize_llvm
 
-__all__ = ["JitLibrary", "JitEngine", "jit_engine"]
+__all__ = ["JitLibrary", "JitEngine", "jit_engine", "pack_objects", "unpack_objects"]
+
+# Several object files of one program (a module compiled in parts, see
+# runtime/module_split.py) travel as one blob: magic, count, lengths, images.
+_OBJECTS_MAGIC = b"XLACOBJS"
+_COUNT = struct.Struct("<I")
+_SIZE = struct.Struct("<Q")
+
+
+def pack_objects(objects: Sequence[bytes]) -> bytes:
+    """One blob for the object files of a program (a single one stays as is)."""
+    if len(objects) == 1:
+        return bytes(objects[0])
+    header = _OBJECTS_MAGIC + _COUNT.pack(len(objects)) + b"".join(
+        _SIZE.pack(len(o)) for o in objects)
+    return header + b"".join(objects)
+
+
+def unpack_objects(blob: bytes) -> list[bytes]:
+    """The object files ``pack_objects`` put in ``blob`` (ValueError if malformed)."""
+    if not blob.startswith(_OBJECTS_MAGIC):
+        return [blob]
+    at = len(_OBJECTS_MAGIC)
+    if len(blob) < at + _COUNT.size:
+        raise ValueError("truncated object bundle")
+    (count,) = _COUNT.unpack_from(blob, at)
+    at += _COUNT.size
+    if len(blob) < at + count * _SIZE.size:
+        raise ValueError("truncated object bundle")
+    sizes = [_SIZE.unpack_from(blob, at + k * _SIZE.size)[0] for k in range(count)]
+    at += count * _SIZE.size
+    if at + sum(sizes) != len(blob):
+        raise ValueError("object bundle sizes do not match its length")
+    objects = []
+    for size in sizes:
+        objects.append(blob[at:at + size])
+        at += size
+    return objects
 
 
 class JitLibrary:
@@ -57,12 +95,20 @@ class JitEngine:
 
     def add_object(self, object_code: bytes, exports: Sequence[str], *, name_hint: str = "prog",
                    imports: Mapping[str, int] | None = None) -> JitLibrary:
-        """Link an object file image into a new library and look up ``exports``;
-        ``imports`` resolves symbols defined in other JIT libraries (name -> address)."""
+        """Link an object file image (or several, ``pack_objects``) into a new
+        library and look up ``exports``; ``imports`` resolves symbols defined in
+        other JIT libraries (name -> address)."""
         with self._lock:
             # Library names can never be reused, even after their code is freed.
             name = f"{_sanitize(name_hint)}.{next(self._names)}"
-        builder = llvm.JITLibraryBuilder().add_object_img(object_code).add_current_process()
+        try:
+            objects = unpack_objects(object_code)
+        except ValueError as error:
+            raise JitError(f"object code of {name_hint!r} is unusable: {error}") from None
+        builder = llvm.JITLibraryBuilder()
+        for image in objects:
+            builder.add_object_img(image)
+        builder.add_current_process()
         for symbol in exports:
             builder.export_symbol(symbol)
         for symbol, address in (imports or {}).items():

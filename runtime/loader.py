@@ -1,11 +1,13 @@
 """Turn LLVM IR text of a program into a callable ``Executable``, through the
 disk cache when the caller can name the program before building its LLVM IR.
 
-``load_program`` compiles and links (LLVM's O3 pipeline and code generation);
+``load_program`` compiles and links (LLVM's optimiser and code generation);
 ``load_cached`` first looks the program up in the compile cache
 (runtime/cache.py) and links the stored object code on a hit, so a second
 process skips LLVM entirely; ``compile_program`` and ``link_program`` are the
-two halves.
+two halves. A large module is compiled in parts by several processes at once
+(see [Splitting a module] in runtime/module_split.py and [Compiling in forked
+children] in runtime/forked.py); its object files are linked together.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from ir.dtypes import TensorType
 from runtime.cache import CompileCache, ProgramInfo, environment as cache_environment
 from runtime.errors import JitError
 from runtime.executable import Executable
-from runtime.jit import jit_engine
+from runtime.forked import max_jobs, run_jobs
+from runtime.jit import jit_engine, pack_objects
 from runtime.llvm_module import optimize_module, parse_module
+from runtime.module_split import function_names, merge_duplicates, split_module
 from runtime.pyabi import numpy_data_offset, wrapper_llvm_ir, wrapper_name
 from runtime.target import host_target_machine
 from runtime.threadpool import pool_symbols
@@ -29,13 +33,20 @@ from runtime.threadpool import pool_symbols
 __all__ = ["load_program", "load_cached", "compile_program", "link_program", "CompiledProgram"]
 
 
-def _check_externals(module: llvm.ModuleRef, name: str) -> None:
+# Split modules whose estimated compile time is at least this (ms) per part:
+# below it a fork and a second parse cost more than they save.
+MIN_PART_MS = 120.0
+
+
+def _check_externals(module: llvm.ModuleRef, name: str,
+                     elsewhere: frozenset[str] = frozenset()) -> None:
     """Name unresolvable external functions here: the JIT would only say that
-    linking failed (and print the symbol to stderr)."""
+    linking failed (and print the symbol to stderr). ``elsewhere``: functions
+    other parts of the same program define."""
     missing = sorted(
         fn.name for fn in module.functions
         if fn.is_declaration and not fn.name.startswith("llvm.")
-        and llvm.address_of_symbol(fn.name) is None
+        and fn.name not in elsewhere and llvm.address_of_symbol(fn.name) is None
     )
     if missing:
         raise JitError(
@@ -48,9 +59,9 @@ def _check_externals(module: llvm.ModuleRef, name: str) -> None:
 class CompiledProgram:
     """Object code for the host and what calling it needs."""
 
-    object_code: bytes
+    object_code: bytes              # one object file, or several (runtime.jit.pack_objects)
     info: ProgramInfo
-    optimized_llvm_ir: str
+    optimized_llvm_ir: str | None   # None: compiled in parts (remade when asked for)
     seconds: dict[str, float]
 
 
@@ -68,7 +79,8 @@ def compile_program(llvm_ir: str, *, name: str, param_types: Sequence[TensorType
                     result_types: Sequence[TensorType], arena_bytes: int,
                     entry: str = "entry", donated: Sequence[tuple[int, int]] = ()
                     ) -> CompiledProgram:
-    """Verify, optimise (O3, host CPU) and compile one module to object code."""
+    """Verify, optimise (host CPU) and compile one module to object code (in
+    parts, by several processes, when it is large: see [Splitting a module])."""
     times = {}
     start = time.perf_counter()
     tm = host_target_machine()
@@ -78,14 +90,20 @@ def compile_program(llvm_ir: str, *, name: str, param_types: Sequence[TensorType
     if offset is not None:
         checks = _overlap_checks(tuple(param_types), donated)
         text += "\n" + wrapper_llvm_ir(entry, num_arrays, offset, checks)
-    module = parse_module(text, tm, name=name)
-    times["parse"] = time.perf_counter() - start
-    optimize_module(module, tm)
-    _check_externals(module, name)
-    optimized = str(module)
-    times["optimize"] = time.perf_counter() - start - sum(times.values())
-    object_code = tm.emit_object(module)
-    times["codegen"] = time.perf_counter() - start - sum(times.values())
+    # Generated code repeats functions (the same GEMM packing for two products).
+    text, _ = merge_duplicates(text)
+    object_code = _compile_in_parts(text, name, tm, times, start)
+    optimized = None
+    if object_code is None:
+        times = {}
+        module = parse_module(text, tm, name=name)
+        times["parse"] = time.perf_counter() - start
+        optimize_module(module, tm)
+        _check_externals(module, name)
+        optimized = str(module)
+        times["optimize"] = time.perf_counter() - start - times["parse"]
+        object_code = tm.emit_object(module)
+        times["codegen"] = time.perf_counter() - start - times["parse"] - times["optimize"]
     info = ProgramInfo(
         name=name, entry=entry,
         call_symbol=wrapper_name(entry) if offset is not None else entry,
@@ -94,6 +112,39 @@ def compile_program(llvm_ir: str, *, name: str, param_types: Sequence[TensorType
         donated=tuple((int(j), int(i)) for j, i in donated),
     )
     return CompiledProgram(object_code, info, optimized, times)
+
+
+def _compile_in_parts(text: str, name: str, tm: llvm.TargetMachine,
+                      times: dict[str, float], start: float) -> bytes | None:
+    """Object code of a large module compiled in parts by several processes,
+    or None: not worth it, not possible, or a part failed (the caller then
+    compiles the whole module, which also reports any error in it properly)."""
+    jobs = max_jobs()
+    if jobs < 2:
+        return None
+    parts = split_module(text, jobs, min_part_cost=MIN_PART_MS)
+    if parts is None:
+        return None
+    defined = frozenset(function_names(text))
+    times["split"] = time.perf_counter() - start
+
+    def job(part: str):
+        return lambda: _compile_part(part, name, tm, defined)
+
+    try:
+        objects = run_jobs([job(part) for part in parts])
+    except JitError:
+        return None
+    times["compile_parts"] = time.perf_counter() - start - times["split"]
+    return pack_objects(objects)
+
+
+def _compile_part(text: str, name: str, tm: llvm.TargetMachine, defined: frozenset[str]
+                  ) -> bytes:
+    module = parse_module(text, tm, name=name)
+    optimize_module(module, tm)
+    _check_externals(module, name, defined)
+    return tm.emit_object(module)
 
 
 def link_program(object_code: bytes, info: ProgramInfo, *, llvm_ir: str | Callable[[], str],
@@ -120,7 +171,7 @@ def link_program(object_code: bytes, info: ProgramInfo, *, llvm_ir: str | Callab
 def load_program(llvm_ir: str, *, name: str, param_types: Sequence[TensorType],
                  result_types: Sequence[TensorType], arena_bytes: int,
                  entry: str = "entry", donated: Sequence[tuple[int, int]] = ()) -> Executable:
-    """Verify, optimise (O3, host CPU) and JIT-link one module; returns its Executable.
+    """Verify, optimise (host CPU) and JIT-link one module; returns its Executable.
 
     ``llvm_ir`` must define ``void @<entry>(ptr table)`` following the calling
     convention of runtime/executable.py for the given parameter and result

@@ -1,0 +1,167 @@
+"""Run byte-producing jobs in parallel: the first here, the others in forked children.
+
+NOTE: [Compiling in forked children]
+llvmlite serialises every call behind one lock, so threads cannot compile
+two modules at once; processes can (notes/llvmlite.md §9: 1.6x with a
+process pool). A pool of fresh interpreters costs ~100 ms to start and must
+be sent the work; ``os.fork`` costs a few ms and the child already holds
+everything (the LLVM IR, an initialised LLVM). Each child runs its job,
+writes the result (length-prefixed) to a pipe and leaves with ``os._exit``
+(no atexit handlers, no flushing of the parent's buffers).
+
+Fork only copies the calling thread. A lock another thread held at that
+moment stays held in the child forever; the one that matters, llvmlite's
+global lock, is taken around the fork, so no thread is inside LLVM then.
+Whatever else goes wrong in a child (a crash, an exception, a lock it waits
+for forever, a machine too busy to run it), the parent gives up on it after
+a deadline, kills it, and runs that job itself: a child can only cost time,
+never hang the caller or change a result. ``JOBS_ENV`` (``XLAC_COMPILE_JOBS``)
+bounds the processes; 1 (or no ``os.fork``, or one usable core) runs
+everything here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import struct
+import time
+import warnings
+from typing import Callable, Sequence
+
+__all__ = ["JOBS_ENV", "max_jobs", "run_jobs"]
+
+JOBS_ENV = "XLAC_COMPILE_JOBS"  # mirrored by compiler/flags.py ("compile_jobs")
+_DEFAULT_MAX = 4
+_LENGTH = struct.Struct("<Q")
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def max_jobs() -> int:
+    """Processes a compile may use: ``XLAC_COMPILE_JOBS``, else the usable
+    cores up to 4; 1 where ``os.fork`` does not exist."""
+    if not hasattr(os, "fork"):
+        return 1
+    raw = os.environ.get(JOBS_ENV, "").strip()
+    if raw:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"{JOBS_ENV} must be a positive integer, got {raw!r}") from None
+        if value < 1:
+            raise ValueError(f"{JOBS_ENV} must be a positive integer, got {raw!r}")
+        return value
+    return min(_cores(), _DEFAULT_MAX)
+
+
+def _llvm_lock():
+    """llvmlite's global lock (private API; without it, nothing to hold)."""
+    try:
+        from llvmlite.binding import ffi
+
+        return ffi.lib._lock
+    except (ImportError, AttributeError):  # pragma: no cover - another llvmlite
+        return contextlib.nullcontext()
+
+
+class _Child:
+    def __init__(self, pid: int, fd: int):
+        self.pid, self.fd = pid, fd
+
+    def collect(self, deadline: float) -> bytes | None:
+        """The child's result, or None (it failed, or the deadline passed)."""
+        chunks, expected, got = [], None, 0
+        try:
+            while expected is None or got < expected:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                    return None
+                chunk = os.read(self.fd, 1 << 20)
+                if not chunk:
+                    return None  # closed early: the child died
+                chunks.append(chunk)
+                got += len(chunk)
+                if expected is None and got >= _LENGTH.size:
+                    data = b"".join(chunks)
+                    expected = _LENGTH.unpack_from(data)[0] + _LENGTH.size
+                    chunks, got = [data], len(data)
+            data = b"".join(chunks)
+            return data[_LENGTH.size:expected] if got == expected else None
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self.pid:
+            with contextlib.suppress(OSError):
+                done, _ = os.waitpid(self.pid, os.WNOHANG)
+                if done == 0:
+                    os.kill(self.pid, signal.SIGKILL)
+                    os.waitpid(self.pid, 0)
+            self.pid = 0
+
+
+def _start(job: Callable[[], bytes]) -> _Child | None:
+    try:
+        read_fd, write_fd = os.pipe()
+    except OSError:
+        return None
+    try:
+        with _llvm_lock(), warnings.catch_warnings():
+            # Python 3.12+ (and JAX's fork hook) warn about forking a process
+            # with threads; see [Compiling in forked children] for why this
+            # fork is safe: the child runs nothing but LLVM and exits.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
+            pid = os.fork()
+    except OSError:
+        os.close(read_fd)
+        os.close(write_fd)
+        return None
+    if pid == 0:  # the child: never returns
+        status = 1
+        try:
+            os.close(read_fd)
+            data = bytes(job())
+            view = memoryview(_LENGTH.pack(len(data)) + data)
+            while view:
+                view = view[os.write(write_fd, view):]
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    return _Child(pid, read_fd)
+
+
+def run_jobs(jobs: Sequence[Callable[[], bytes]], *, patience: float = 3.0,
+             grace: float = 2.0) -> list[bytes]:
+    """``[job() for job in jobs]``, computed in parallel: ``jobs[0]`` here, each
+    other job in a forked child (see [Compiling in forked children]).
+
+    A child's result is awaited until ``patience`` times the time the first
+    job took, plus ``grace`` seconds; a child that fails or is late is killed
+    and its job run here. Exceptions come only from jobs run here.
+    """
+    children = [_start(job) for job in jobs[1:]]
+    try:
+        start = time.monotonic()
+        results = [jobs[0]()]
+        deadline = time.monotonic() + patience * (time.monotonic() - start) + grace
+        for job, child in zip(jobs[1:], children, strict=True):
+            data = child.collect(deadline) if child is not None else None
+            results.append(data if data is not None else job())
+        return results
+    finally:
+        for child in children:
+            if child is not None:
+                child.close()

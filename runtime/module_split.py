@@ -1,0 +1,297 @@
+"""Split the LLVM IR text of one module into parts that compile separately.
+
+NOTE: [Splitting a module]
+LLVM compiles a module on one thread and llvmlite serialises every call
+behind one lock, so the only way to use a second core for one program is a
+second process (notes/llvmlite.md §9). ``split_module`` cuts the text into
+modules that together define the same symbols: every function definition
+goes to exactly one part; the rest of the text (declarations, constants,
+metadata) is copied into every part. A function referenced from a part
+other than its own is made external in its part (``internal`` would hide it)
+and declared in the others. A non-internal constant is defined in part 0
+only and becomes an internal copy elsewhere (LLVM drops unused copies; no
+code compares constant addresses). Mutable globals are never split: the
+parts would each get their own. The object files of all parts, linked into
+one JIT library, behave like the object of the whole module; the only loss
+is inlining and interprocedural facts across parts, so callers and callees
+are kept together where the balance allows (see ``_groups``).
+
+The text is what llvmlite prints (plus hand-written helpers in the same
+style): each function body ends at a line that is exactly ``}``, names are
+``@"quoted"`` or plain identifiers. Anything else makes ``split_module``
+return None and the caller compiles the module whole.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+__all__ = ["split_module", "merge_duplicates", "function_costs", "function_names"]
+
+_NAME = r'@(?:"(?P<quoted>[^"]+)"|(?P<plain>[-a-zA-Z$._][-a-zA-Z$._0-9]*))'
+_DEFINE = re.compile(r"define\s+(?:(?P<linkage>internal|private)\s+)?[^@]*?" + _NAME)
+_REFERENCE = re.compile(_NAME)
+_GLOBAL = re.compile(_NAME + r"\s*=\s*(?P<definition>.*)$")
+_LOOP_MD = re.compile(r"!llvm\.loop (![0-9]+)")
+_MD_NODE = re.compile(r"^(![0-9]+) = (?:distinct )?!\{(.*)\}\s*$")
+
+
+@dataclass
+class _Function:
+    name: str
+    internal: bool
+    header: str           # the define line(s) up to and including the opening brace
+    text: str             # the whole definition
+    references: set[str] = field(default_factory=set)
+    cost: float = 0.0
+
+
+def _name_of(match: re.Match) -> str:
+    quoted = match.group("quoted")
+    return quoted if quoted is not None else match.group("plain")
+
+
+def _parse(text: str) -> tuple[list[str], list[_Function]] | None:
+    """(top-level lines that are not function definitions, the definitions)."""
+    rest: list[str] = []
+    functions: list[_Function] = []
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if not line.startswith("define "):
+            rest.append(line)
+            i += 1
+            continue
+        match = _DEFINE.match(line)
+        if match is None:
+            return None
+        start = i
+        while "{" not in lines[i]:  # llvmlite puts the brace on the next line
+            i += 1
+            if i >= len(lines) or lines[i].startswith(("define ", "declare ")):
+                return None
+        header_end = i
+        while i < len(lines) and lines[i] != "}":
+            i += 1
+        if i >= len(lines):
+            return None
+        body = "\n".join(lines[header_end + 1:i])
+        header = "\n".join(lines[start:header_end + 1])
+        functions.append(_Function(
+            name=_name_of(match), internal=match.group("linkage") is not None, header=header,
+            text="\n".join(lines[start:i + 1]),
+            references={_name_of(m) for m in _REFERENCE.finditer(body)}))
+        i += 1
+    return rest, functions
+
+
+def _declaration(fn: _Function) -> str | None:
+    """``declare`` for a definition's header: its signature up to the closing
+    parenthesis of the parameters (function attributes after it may not be
+    valid on a declaration, and none are needed to call it)."""
+    header = fn.header.replace("\n", " ")
+    at = _DEFINE.match(header)
+    if at is None:
+        return None
+    open_paren = header.find("(", at.end())
+    depth, quoted = 0, False
+    for k in range(open_paren, len(header)):
+        ch = header[k]
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch == "(":
+            depth += 1
+        elif not quoted and ch == ")":
+            depth -= 1
+            if depth == 0:
+                signature = header[len("define "):k + 1]
+                if fn.internal:
+                    signature = re.sub(r"^(internal|private)\s+", "", signature)
+                return "declare " + signature
+    return None
+
+
+def _loops_not_vectorized(rest: list[str]) -> set[str]:
+    """Loop metadata IDs that turn the loop vectoriser off (the GEMM's loops)."""
+    nodes = {}
+    for line in rest:
+        match = _MD_NODE.match(line)
+        if match:
+            nodes[match.group(1)] = match.group(2)
+    off = {name for name, body in nodes.items() if '"llvm.loop.vectorize.enable", i1 0' in body}
+    # A loop ID lists its hint nodes: !2 = !{!2, !0, !1}.
+    return off | {name for name, body in nodes.items()
+                  if any(ref in off for ref in re.findall(r"![0-9]+", body) if ref != name)}
+
+
+def function_names(text: str) -> list[str]:
+    """Names of the functions ``text`` defines."""
+    lines = (line.group(0) for line in re.finditer(r"^define .*$", text, re.MULTILINE))
+    return [_name_of(m) for m in map(_DEFINE.match, lines) if m is not None]
+
+
+def function_costs(text: str) -> dict[str, float] | None:
+    """A rough compile-time estimate (ms) for each function of a module,
+    fitted on the W4 training step on Zen 4: ~0.1 ms per line plus ~40 ms per
+    loop the loop vectoriser may widen (runtime checks, epilogues, interleaving)."""
+    parsed = _parse(text)
+    if parsed is None:
+        return None
+    rest, functions = parsed
+    off = _loops_not_vectorized(rest)
+    return {fn.name: _cost(fn, off) for fn in functions}
+
+
+def _cost(fn: _Function, not_vectorized: set[str]) -> float:
+    vectorizable = sum(1 for ref in _LOOP_MD.findall(fn.text) if ref not in not_vectorized)
+    return 2.0 + 0.1 * fn.text.count("\n") + 40.0 * vectorizable
+
+
+def _groups(functions: list[_Function], limit: float) -> list[list[_Function]]:
+    """Functions that should stay in one part: a function with a single
+    caller joins that caller's group (a kernel and the chunk bodies it
+    outlines, a micro-kernel only one GEMM calls), unless the group would
+    cost more than ``limit`` (the entry calls every kernel: joining them all
+    would leave nothing to balance)."""
+    callers: dict[str, set[str]] = {fn.name: set() for fn in functions}
+    for fn in functions:
+        for ref in fn.references:
+            if ref in callers and ref != fn.name:
+                callers[ref].add(fn.name)
+    parent: dict[str, str] = {}
+    cost = {fn.name: fn.cost for fn in functions}
+
+    def root(name: str) -> str:
+        while name in parent:
+            name = parent[name]
+        return name
+
+    # Callees first (the text lists callers before what they outline, so
+    # reversed order joins a chunk body to its kernel before the kernel is
+    # considered for joining the entry).
+    for fn in reversed(functions):
+        if len(callers[fn.name]) != 1:
+            continue
+        (caller,) = callers[fn.name]
+        a, b = root(fn.name), root(caller)
+        if a != b and cost[a] + cost[b] <= limit:
+            parent[a] = b
+            cost[b] += cost[a]
+    groups: dict[str, list[_Function]] = {}
+    for fn in functions:
+        groups.setdefault(root(fn.name), []).append(fn)
+    return list(groups.values())
+
+
+def merge_duplicates(text: str) -> tuple[str, int]:
+    """``text`` with internal functions that are identical but for their name
+    defined once (every use renamed to the first), and how many went.
+
+    Code generators specialise per call site and often produce the same
+    function twice (e.g. the same GEMM packing routine for two products of
+    one shape); LLVM would optimise and compile each copy. Repeats until no
+    pair is left (callers may become equal once their callees are merged).
+    Only ``@"quoted"`` names are merged, which is how llvmlite prints them.
+    """
+    removed = 0
+    while True:
+        parsed = _parse(text)
+        if parsed is None:
+            return text, removed
+        _, functions = parsed
+        first: dict[str, str] = {}
+        renames: dict[str, str] = {}
+        for fn in functions:
+            own = f'@"{fn.name}"'
+            if not fn.internal or own not in fn.header:
+                continue
+            key = fn.text.replace(own, '@"\0"')
+            kept = first.setdefault(key, fn.name)
+            if kept != fn.name:
+                renames[fn.name] = kept
+        if not renames:
+            return text, removed
+        gone = {functions[k].text for k in range(len(functions)) if functions[k].name in renames}
+        kept_text = text
+        for fn_text in gone:
+            kept_text = kept_text.replace(fn_text + "\n", "", 1)
+        pattern = re.compile("|".join(re.escape(f'@"{name}"') for name in renames))
+        text = pattern.sub(lambda m: f'@"{renames[m.group(0)[2:-1]]}"', kept_text)
+        removed += len(renames)
+
+
+def split_module(text: str, parts: int = 2, *, min_part_cost: float = 0.0
+                 ) -> list[str] | None:
+    """The module's text cut into up to ``parts`` modules (see [Splitting a
+    module]), balanced by estimated compile time (``function_costs``), each
+    estimated at ``min_part_cost`` or more; None if it cannot or need not be
+    split."""
+    parsed = _parse(text) if parts >= 2 else None
+    if parsed is None:
+        return None
+    rest, functions = parsed
+    off = _loops_not_vectorized(rest)
+    for fn in functions:
+        fn.cost = _cost(fn, off)
+    if min_part_cost > 0:
+        parts = min(parts, int(sum(fn.cost for fn in functions) // min_part_cost))
+    if parts < 2 or len(functions) < parts:
+        return None
+    names = {fn.name for fn in functions}
+    globals_ = {}
+    for k, line in enumerate(rest):
+        match = _GLOBAL.match(line)
+        if match is None:
+            continue
+        words = match.group("definition").split()
+        while words and words[0] in ("internal", "private", "unnamed_addr",
+                                     "local_unnamed_addr", "dso_local"):
+            words = words[1:]
+        if words[:1] == ["external"]:
+            continue  # a declaration
+        if words[:1] != ["constant"]:
+            return None  # mutable (each part would get its own), an alias, a linkage we keep out
+        globals_[_name_of(match)] = k
+
+    # Longest processing time first, by groups that stay together.
+    total = sum(fn.cost for fn in functions)
+    groups = sorted(_groups(functions, total / (2 * parts)), key=lambda g: -sum(fn.cost for fn in g))
+    load = [0.0] * parts
+    owner: dict[str, int] = {}
+    for group in groups:
+        p = min(range(parts), key=load.__getitem__)
+        load[p] += sum(fn.cost for fn in group)
+        for fn in group:
+            owner[fn.name] = p
+    if len(set(owner.values())) < 2:
+        return None
+
+    by_name = {fn.name: fn for fn in functions}
+    exported = {ref for fn in functions for ref in fn.references
+                if ref in names and owner[ref] != owner[fn.name]}
+    declarations = {}
+    for name in exported:
+        declared = _declaration(by_name[name])
+        if declared is None:
+            return None
+        declarations[name] = declared
+
+    texts = []
+    for p in range(parts):
+        lines = list(rest)
+        for name, k in globals_.items():
+            if p != 0 and not re.match(r"[^=]*=\s*(internal|private)\b", rest[k]):
+                lines[k] = re.sub(r"=\s*", "= internal ", rest[k], count=1)
+        mine = [fn for fn in functions if owner[fn.name] == p]
+        needed = sorted({ref for fn in mine for ref in fn.references
+                         if ref in names and owner[ref] != p})
+        body = []
+        for fn in mine:
+            definition = fn.text
+            if fn.name in exported and fn.internal:
+                definition = re.sub(r"^define\s+(internal|private)\s+", "define ", definition)
+            body.append(definition)
+        texts.append("\n".join(lines + [declarations[n] for n in needed] + body) + "\n")
+    return texts

@@ -1,0 +1,320 @@
+"""Compiling one program in parts: the module split, duplicate merging, forked
+children and their fallback, object bundles, and results equal to a whole compile."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+
+import numpy as np
+import pytest
+
+import runtime
+import runtime.loader as loader
+from runtime.errors import JitError
+from runtime.forked import max_jobs, run_jobs
+from runtime.jit import jit_engine, pack_objects, unpack_objects
+from runtime.llvm_module import optimize_module, parse_module
+from runtime.module_split import function_names, merge_duplicates, split_module
+from runtime.target import host_target_machine
+
+pytestmark = pytest.mark.llvm
+
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+
+
+def _module(scales=(2.0, 3.0, 5.0, 7.0)) -> str:
+    """llvmlite-style text: kernels that read a constant table, call a shared
+    helper, and an external entry that calls every kernel."""
+    table = ", ".join(f"float {float(s)!r}" for s in scales)
+    lines = [
+        '; ModuleID = "split"',
+        'target triple = "unknown-unknown-unknown"',
+        'target datalayout = ""',
+        "",
+        f'@"table" = internal unnamed_addr constant [{len(scales)} x float] [{table}]',
+        '@"entry_arena_bytes" = constant i64 64',
+        "",
+        'define internal float @"helper"(float %"x") nounwind',
+        "{",
+        "entry:",
+        '  %"y" = fadd float %"x", 0x3FF0000000000000',
+        '  ret float %"y"',
+        "}",
+        "",
+    ]
+    for k in range(len(scales)):
+        lines += [
+            f'define internal void @"k{k}"(ptr noalias %"out", ptr noalias %"in") nounwind',
+            "{",
+            "entry:",
+            f'  %"t" = getelementptr [{len(scales)} x float], ptr @"table", i64 0, i64 {k}',
+            '  %"s" = load float, ptr %"t"',
+            f'  %"p" = getelementptr float, ptr %"in", i64 {k}',
+            '  %"x" = load float, ptr %"p"',
+            '  %"m" = fmul float %"x", %"s"',
+            '  %"h" = call float @"helper"(float %"m")',
+            f'  %"q" = getelementptr float, ptr %"out", i64 {k}',
+            '  store float %"h", ptr %"q"',
+            "  ret void",
+            "}",
+            "",
+        ]
+    lines += ['define void @"entry"(ptr %"out", ptr %"in") nounwind', "{", "entry:"]
+    lines += [f'  call void @"k{k}"(ptr %"out", ptr %"in")' for k in range(len(scales))]
+    lines += ["  ret void", "}", ""]
+    return "\n".join(lines)
+
+
+def _compile(text: str) -> bytes:
+    tm = host_target_machine()
+    module = parse_module(text, tm)
+    optimize_module(module, tm)
+    return tm.emit_object(module)
+
+
+def _run(object_code: bytes, n: int) -> np.ndarray:
+    library = jit_engine().add_object(object_code, ["entry"], name_hint="split_test")
+    entry = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)(library.address("entry"))
+    x = np.arange(1, n + 1, dtype=np.float32)
+    out = np.zeros(n, np.float32)
+    entry(out.ctypes.data, x.ctypes.data)
+    return out
+
+
+# -- the split ------------------------------------------------------------------------
+
+
+def test_split_parts_define_every_function_once_and_link_to_the_same_results():
+    text = _module()
+    parts = split_module(text, 3)
+    assert parts is not None and len(parts) == 3
+    defined = [function_names(part) for part in parts]
+    assert sorted(sum(defined, [])) == sorted(function_names(text))
+    objects = [_compile(part) for part in parts]  # each part parses and verifies
+    whole = _run(_compile(text), 4)
+    np.testing.assert_array_equal(whole, np.arange(1, 5) * np.array([2, 3, 5, 7]) + 1)
+    np.testing.assert_array_equal(_run(pack_objects(objects), 4), whole)
+
+
+def test_split_keeps_callees_with_their_only_caller():
+    parts = split_module(_module(), 2)
+    for part in parts:
+        names = function_names(part)
+        # helper is shared by every kernel: in one part, declared in the other.
+        if "helper" not in names:
+            assert 'declare float @"helper"(float %"x")' in part
+    # The external constant is defined once; other parts get internal copies.
+    assert sum('@"entry_arena_bytes" = constant' in part for part in parts) == 1
+
+
+def test_what_is_not_split():
+    text = _module()
+    assert split_module(text, 1) is None
+    assert split_module(text, 2, min_part_cost=1e9) is None  # not worth a second process
+    mutable = text.replace('@"table" = internal unnamed_addr constant',
+                           '@"table" = internal global')
+    assert split_module(mutable, 2) is None  # each part would own a copy of the state
+    assert split_module("define void @f() {\n  ret void\n", 2) is None  # unterminated
+
+
+# -- merging duplicates ------------------------------------------------------------------
+
+
+def test_merge_duplicates_keeps_one_copy_and_renames_uses():
+    text = _module()
+    copy = text.replace('@"helper"', '@"helper2"')
+    helper2 = copy[copy.index('define internal float @"helper2"'):]
+    helper2 = helper2[:helper2.index("\n}\n") + 3]
+    # k3 calls the second, identical helper: merged back into one.
+    doubled = text.replace('define void @"entry"', helper2 + "\ndefine void @\"entry\"")
+    k3 = doubled.index('define internal void @"k3"')
+    doubled = doubled[:k3] + doubled[k3:].replace('call float @"helper"', 'call float @"helper2"', 1)
+    merged, removed = merge_duplicates(doubled)
+    assert removed == 1 and '@"helper2"' not in merged
+    np.testing.assert_array_equal(_run(_compile(merged), 4), _run(_compile(text), 4))
+
+
+def test_merge_duplicates_repeats_until_callers_are_equal_too():
+    def fn(name, body, linkage="internal "):
+        return (f'define {linkage}float @"{name}"(float %"x") nounwind\n{{\nentry:\n'
+                f'{body}\n}}\n')
+
+    # c1 and c2 differ only in the (identical) helper they call.
+    text = "\n".join([
+        fn("h1", '  %"y" = fadd float %"x", 0x3FF0000000000000\n  ret float %"y"'),
+        fn("h2", '  %"y" = fadd float %"x", 0x3FF0000000000000\n  ret float %"y"'),
+        fn("c1", '  %"y" = call float @"h1"(float %"x")\n  ret float %"y"'),
+        fn("c2", '  %"y" = call float @"h2"(float %"x")\n  ret float %"y"'),
+        fn("entry", '  %"a" = call float @"c1"(float %"x")\n'
+                    '  %"b" = call float @"c2"(float %"x")\n'
+                    '  %"y" = fadd float %"a", %"b"\n  ret float %"y"', linkage=""),
+    ])
+    merged, removed = merge_duplicates(text)
+    assert removed == 2 and function_names(merged) == ["h1", "c1", "entry"]
+    assert merged.count('call float @"c1"') == 2
+    _compile(merged)
+
+
+def test_external_functions_are_never_merged():
+    text = 'define void @"a"() nounwind\n{\nentry:\n  ret void\n}\n' \
+           'define void @"b"() nounwind\n{\nentry:\n  ret void\n}\n'
+    assert merge_duplicates(text) == (text, 0)
+
+
+# -- object bundles -------------------------------------------------------------------
+
+
+def test_object_bundles_round_trip_and_bad_ones_are_refused():
+    objects = [b"\x7fELF one", b"\x7fELF two", b""]
+    assert unpack_objects(pack_objects(objects)) == objects
+    assert pack_objects([b"\x7fELF only"]) == b"\x7fELF only"
+    with pytest.raises(ValueError):
+        unpack_objects(pack_objects(objects)[:-3])
+    with pytest.raises(JitError, match="unusable"):
+        jit_engine().add_object(pack_objects(objects)[:20], ["entry"])
+
+
+# -- forked children ------------------------------------------------------------------
+
+
+@needs_fork
+def test_run_jobs_runs_children_in_other_processes_in_order():
+    me = os.getpid()
+    results = run_jobs([lambda k=k: f"{k}:{os.getpid()}".encode() for k in range(3)])
+    jobs = [r.decode().split(":") for r in results]
+    assert [j[0] for j in jobs] == ["0", "1", "2"]
+    assert int(jobs[0][1]) == me and all(int(j[1]) != me for j in jobs[1:])
+
+
+@needs_fork
+def test_a_failing_child_job_runs_here_instead():
+    me = os.getpid()
+
+    def crash_in_child():
+        if os.getpid() != me:
+            os._exit(3)
+        return b"here"
+
+    def raise_in_child():
+        if os.getpid() != me:
+            raise RuntimeError("child only")
+        return b"here too"
+
+    assert run_jobs([lambda: b"first", crash_in_child, raise_in_child]) == \
+        [b"first", b"here", b"here too"]
+
+
+@needs_fork
+def test_a_hanging_child_is_killed_after_the_deadline():
+    me = os.getpid()
+
+    def hang_in_child():
+        while os.getpid() != me:
+            time.sleep(1)
+        return b"done here"
+
+    start = time.monotonic()
+    assert run_jobs([lambda: b"x", hang_in_child], patience=1.0, grace=0.5) == [b"x", b"done here"]
+    assert time.monotonic() - start < 10
+
+
+@needs_fork
+def test_children_are_reaped_when_the_first_job_fails():
+    def boom():
+        raise ValueError("first job")
+
+    with pytest.raises(ValueError, match="first job"):
+        run_jobs([boom, lambda: b"child"])
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # no child left behind
+
+
+def test_compile_jobs_knob(monkeypatch):
+    monkeypatch.setenv("XLAC_COMPILE_JOBS", "1")
+    assert max_jobs() == 1
+    monkeypatch.setenv("XLAC_COMPILE_JOBS", "3")
+    assert max_jobs() == (3 if hasattr(os, "fork") else 1)
+    monkeypatch.setenv("XLAC_COMPILE_JOBS", "many")
+    if hasattr(os, "fork"):
+        with pytest.raises(ValueError, match="XLAC_COMPILE_JOBS"):
+            max_jobs()
+
+
+# -- whole programs -------------------------------------------------------------------
+
+
+def _mlp_step():
+    """A training step with GEMMs (epilogues, threads) and fused kernels."""
+    from compiler import functional, nn
+
+    def loss(params, x, labels):
+        h = nn.relu(x @ params["w1"] + params["b1"])
+        return nn.cross_entropy(h @ params["w2"] + params["b2"], labels)
+
+    def step(params, x, labels):
+        value, grads = functional.value_and_grad(loss)(params, x, labels)
+        return {k: params[k] - 0.1 * grads[k] for k in params}, value
+
+    rng = np.random.default_rng(0)
+    params = {"w1": rng.standard_normal((96, 128)).astype(np.float32) * 0.1,
+              "b1": np.zeros(128, np.float32),
+              "w2": rng.standard_normal((128, 10)).astype(np.float32) * 0.1,
+              "b2": np.zeros(10, np.float32)}
+    x = rng.standard_normal((128, 96)).astype(np.float32)
+    labels = rng.integers(0, 10, 128).astype(np.int32)
+    return step, (params, x, labels)
+
+
+@needs_fork
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_a_program_compiled_in_parts_gives_the_same_results(monkeypatch, threads):
+    from compiler import jit
+    from compiler.pipeline import clear_cache
+
+    monkeypatch.setenv("XLAC_NUM_THREADS", threads)
+    monkeypatch.setenv("XLAC_CACHE_DIR", "off")
+    step, args = _mlp_step()
+    splits = []
+
+    def counted(jobs, **kwargs):
+        splits.append(len(jobs))
+        return run_jobs(jobs, **kwargs)
+
+    monkeypatch.setattr(loader, "run_jobs", counted)
+    monkeypatch.setattr(loader, "MIN_PART_MS", 0.0)  # split even this small program
+    results = {}
+    for jobs in ("1", "2"):
+        monkeypatch.setenv("XLAC_COMPILE_JOBS", jobs)
+        clear_cache()
+        results[jobs] = jit(step)(*args)
+    assert splits == [2]
+    for key in args[0]:
+        np.testing.assert_array_equal(results["1"][0][key], results["2"][0][key])
+    np.testing.assert_array_equal(results["1"][1], results["2"][1])
+
+
+@needs_fork
+def test_a_split_program_goes_through_the_disk_cache(monkeypatch, tmp_path):
+    from compiler.backend import compile_function
+    from ir import Builder, DType, TensorType
+
+    monkeypatch.setenv("XLAC_COMPILE_JOBS", "2")
+    monkeypatch.setattr(loader, "MIN_PART_MS", 0.0)
+    b = Builder("split_cached")
+    x = b.param(TensorType(DType.f32, (64, 96)))
+    w = b.param(TensorType(DType.f32, (96, 80)))
+    y = b.dot(x, w)
+    fn = b.finish([b.exp(y), b.reduce_sum(y, axes=[1])])
+    cache = runtime.CompileCache(tmp_path)
+    first = compile_function(fn, cache=cache)
+    assert "compile_parts" in first.compile_seconds
+    second = compile_function(fn, cache=cache)
+    assert "cache_load" in second.compile_seconds
+    rng = np.random.default_rng(1)
+    args = [rng.standard_normal((64, 96)).astype(np.float32),
+            rng.standard_normal((96, 80)).astype(np.float32) * 0.1]
+    for got, want in zip(second(*args), first(*args), strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert "define" in first.optimized_llvm_ir  # remade on demand for a split program
