@@ -70,7 +70,7 @@ class Executable:
     calls the native entry point once. ``donated`` pairs ``(j, i)`` make result
     ``j`` reuse argument ``i``'s buffer (see [Donated parameters]).
     ``llvm_ir`` is the LLVM IR as generated, ``optimized_llvm_ir`` after LLVM's
-    O3 pipeline, ``asm`` the host assembly; each is made on first access when
+    optimiser, ``asm`` the host assembly; each is made on first access when
     the program came from the disk cache. ``emit_object()`` compiles an object
     file for AOT use. ``compile_seconds`` breaks the compile time down by stage
     (``{"cache_load": ...}`` for a program loaded from the disk cache).
