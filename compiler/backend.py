@@ -35,7 +35,7 @@ def compile_function(fn: Function, *, donated: Mapping[int, int] | None = None,
     """
     if _verify is not None:
         _verify(fn)
-    return _load(fn, lambda: fn, donated, cache)
+    return _load(fn, lambda: fn, donated, cache, stage="as given")
 
 
 def compile_traced(traced: Function, optimize: Callable[[Function], Function], *,
@@ -51,19 +51,23 @@ def compile_traced(traced: Function, optimize: Callable[[Function], Function], *
 
     def get_optimized() -> Function:
         if not optimized:
+            if _verify is not None:  # the passes trust their input (a hit was verified before)
+                _verify(traced)
             fn = optimize(traced)
             if _verify is not None:
                 _verify(fn)
             optimized.append(fn)
         return optimized[0]
 
-    return _load(traced, get_optimized, donated, cache)
+    return _load(traced, get_optimized, donated, cache, stage="through the passes")
 
 
-def _load(key_fn: Function, optimized: Callable[[], Function], donated, cache
+def _load(key_fn: Function, optimized: Callable[[], Function], donated, cache, *, stage: str
           ) -> runtime.Executable:
     donated = dict(donated or {})
-    text = print_function(key_fn, show_locs=False)
+    # The same text is lowered as given by compile_function and optimised first
+    # by compile_traced: different object code (and memory plan), so different keys.
+    text = f"{print_function(key_fn, show_locs=False)}\nlowered {stage}\n"
     if donated:
         text += f"\ndonated {sorted(donated.items())}\n"
     if cache is None:

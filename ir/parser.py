@@ -61,6 +61,8 @@ _SIGNATURE_NAME = re.compile(r"\s*func\s+@(.*)(?=\([^()]*\)\s*->\s*\([^()]*\)\s*
 _VERSION = re.compile(r"#\s*xla-py\s+ir\s+v(\S*)\s*")
 _NAMED_ATTRS = {"true": True, "false": False, "inf": float("inf"), "nan": float("nan")}
 _ATTR_HINT = "a number, true/false, a dtype, a \"string\" or a [list]"
+# Bodies nest at most this deep: the printer, verifier and interpreter recurse per level.
+MAX_BODY_NESTING = 64
 
 
 class _Token(NamedTuple):
@@ -296,6 +298,8 @@ class _Parser:
             body_scope = {}
             body_params = self._params(line, body_scope)
             line.expect("{", "'{' opening the body")
+            if len(self.stack) > MAX_BODY_NESTING:
+                raise line.error(f"bodies are nested more than {MAX_BODY_NESTING} deep")
             got, want = [v.type for v in body_params], [v.type for v in inputs]
             if got != want:
                 raise line.error(f"body parameters have types ({_fmt(got)}) but the operands "
@@ -342,6 +346,9 @@ class _Parser:
                 ) from None
             registered = False
         attrs = dict(sorted(p.attrs.items()))  # the order check_attrs gives registered ops
+        if registered and body is not None:
+            raise line.error(f"'{op}' is a primitive and carries no body; only an unregistered "
+                             "region op (such as 'fusion') has one", p.op.col)
         if registered:
             try:
                 attrs, inferred = infer_types(op, in_types, p.attrs)

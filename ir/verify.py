@@ -2,7 +2,7 @@
 
 Checked: every parameter and value is defined exactly once; operands are defined before
 use (a body sees only its own parameters and the values of its own equations); each op
-is registered (or the equation has a body); arity and attributes fit the op's schema and
+is registered and has no body, or is an unregistered region op with a body; arity and attributes fit the op's schema and
 the stored attributes are already normalised; the op's type rule reproduces every
 recorded result type; a body's parameter and result types equal its equation's operand
 and result types; the function's results are defined.
@@ -148,6 +148,11 @@ class _Checker:
                         "ints, floats, bools, strings, dtypes or tuples of them", where, anchor
                     ) from None
             return
+        if isinstance(eqn.body, Function):  # (a body of another kind fails in body())
+            # Passes read a registered op by its registry entry and the interpreter
+            # would run the body: the two meanings must never disagree.
+            raise _Fault(f"'{eqn.op}' is a primitive and carries no body; only an unregistered "
+                         "region op (such as 'fusion') has one", where, anchor)
         try:
             attrs, types = infer_types(eqn.op, [v.type for v in inputs], eqn.attrs)
         except IRError as error:

@@ -47,6 +47,7 @@ import struct
 import tempfile
 import threading
 import time
+import warnings
 from typing import Callable, Sequence
 
 import llvmlite
@@ -345,6 +346,7 @@ class CompileCache:
                 raise
         except OSError as error:
             _record(CacheEvent("miss", info.name, key, f"store failed: {error}"), error=True)
+            _warn_unwritable(self.directory, error)
             return None
         _record(CacheEvent("store", info.name, key))
         return self.path(key)
@@ -407,6 +409,21 @@ def cached_object(text: str, compile: Callable[[], bytes], *, name: str, salt: s
     info = ProgramInfo(name, "", "", (), (), 0, False)
     cache.store(key, object_code, info, environment=env)
     return object_code
+
+
+_warned_unwritable: set[str] = set()
+
+
+def _warn_unwritable(directory: pathlib.Path, error: OSError) -> None:
+    """Say once per folder and process that programs run but are not cached."""
+    with _stats_lock:
+        if str(directory) in _warned_unwritable:
+            return
+        _warned_unwritable.add(str(directory))
+    warnings.warn(
+        f"xla-py: the compile cache folder {directory} cannot be written ({error}); programs "
+        f"still compile and run, but are not cached. Set {CACHE_DIR_ENV} to a writable folder "
+        "(or 'off').", RuntimeWarning, stacklevel=3)
 
 
 class _BadEntry(ValueError):

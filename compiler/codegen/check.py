@@ -5,8 +5,10 @@ generated code's memory safety rests on, so native code never reads or writes
 out of bounds even if it is handed IR that skipped verification: every operand
 is defined before use, every value is defined once, attributes fit the op's
 schema, and every result type is exactly what the op's type rule infers (the
-kernels trust these types for every loop bound and index). A fusion's body is
-checked the same way, as a function of its own.
+kernels trust these types for every loop bound and index), and no value is too
+large for the kernels' 64-bit index arithmetic (linear indices and byte offsets
+are ``i64`` with ``nsw``: a value of 2**63 bytes or more would wrap them). A
+fusion's body is checked the same way, as a function of its own.
 """
 
 from __future__ import annotations
@@ -18,6 +20,17 @@ from ir.ops import check_attrs, get_op
 from compiler.codegen.errors import LoweringError
 
 __all__ = ["checked_equations"]
+
+
+# Byte offsets (and so element counts) must stay below this: they are signed i64.
+MAX_VALUE_BYTES = 2**63 - 1
+
+
+def _check_extent(value: Value, what: str) -> None:
+    if value.type.nbytes > MAX_VALUE_BYTES:
+        raise LoweringError(
+            f"{what}: {value.type} has {value.type.size} elements ({value.type.nbytes} bytes), "
+            f"more than 64-bit index arithmetic can address (at most {MAX_VALUE_BYTES} bytes)")
 
 
 def _where(eqn: Eqn, n: int) -> str:
@@ -33,6 +46,7 @@ def checked_equations(fn: Function) -> list[Eqn]:
             raise LoweringError(f"@{fn.name}: parameter {i} is not a typed IR Value: {param!r}")
         if param in defined:
             raise LoweringError(f"@{fn.name}: parameter {i} is listed twice")
+        _check_extent(param, f"@{fn.name}: parameter {i}")
         defined.add(param)
     checked = []
     for n, eqn in enumerate(fn.eqns):
@@ -60,6 +74,7 @@ def checked_equations(fn: Function) -> list[Eqn]:
         for value in eqn.outputs:
             if value in defined:
                 raise LoweringError(f"{where}: redefines a value (SSA: one definition each)")
+            _check_extent(value, where)
             defined.add(value)
         checked.append(Eqn(eqn.op, eqn.inputs, eqn.outputs, attrs, eqn.loc))
     for j, value in enumerate(fn.outputs):
