@@ -2,10 +2,10 @@
 
 Checked: every parameter and value is defined exactly once; operands are defined before
 use (a body sees only its own parameters and the values of its own equations); each op
-is registered and has no body, or is an unregistered region op with a body; arity and attributes fit the op's schema and
-the stored attributes are already normalised; the op's type rule reproduces every
-recorded result type; a body's parameter and result types equal its equation's operand
-and result types; the function's results are defined.
+is registered and has no body, or is an unregistered region op with a body; arity and
+attributes fit the op's schema and the stored attributes are already normalised; the
+op's type rule reproduces every recorded result type; a body's parameter and result
+types equal its equation's operand and result types; the function's results are defined.
 
 NOTE: [Verify never crashes]
 Passes under development produce arbitrary garbage (a tuple where a Value belongs, numpy
