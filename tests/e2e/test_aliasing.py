@@ -174,7 +174,8 @@ def aliasing_graphs(draw):
             m = b.broadcast(b.emit(op, [v], {"axes": [1]})[0], shape=[R, C], dims=[0])
             full.append(b.emit(draw(st.sampled_from(BINARY)), [v, m])[0])
         elif kind == "bcast":
-            sources = [("row", [0])] + [("col", [1])] * bool(cols) + [("scalar", [])] * bool(scalars)
+            sources = [("row", [0])] + [("col", [1])] * bool(cols)
+            sources += [("scalar", [])] * bool(scalars)
             source, dims = draw(st.sampled_from(sources))
             pool = {"row": rows, "col": cols, "scalar": scalars}[source]
             full.append(b.broadcast(take(pool), shape=[R, C], dims=dims))
