@@ -49,6 +49,7 @@ donation does not apply.
 from __future__ import annotations
 
 import functools
+import re
 from typing import Callable, Sequence
 
 import numpy as np
@@ -62,6 +63,7 @@ from compiler.frontend.variable import Variable
 from compiler.pipeline import compile_cached, optimize
 from compiler.pytree import TreeDef, unflatten
 from ir import Function, print_function
+from runtime.errors import ArgumentError
 
 __all__ = ["jit", "Jitted", "Lowered", "DonationError"]
 
@@ -164,7 +166,8 @@ class Jitted:
         program = self._programs.get(signature)
         if program is None:
             program = self._programs[signature] = _Program(
-                traced, self._donated_leaves(signature), self._name, self.dump_dir)
+                traced, self._donated_leaves(signature), self._name, self.dump_dir,
+                _leaf_names(signature))
         # The fast-path key is taken now: running may delete donated Tensors.
         found = _tree_key(args, self._static) if self._fast_ok and not kwargs else None
         result = program.run(leaves, program.arrays_of(leaves))
@@ -225,11 +228,13 @@ class Jitted:
 class _Program:
     """A traced signature with its executable, donation pairs and result structure."""
 
-    __slots__ = ("traced", "exe", "donated", "donated_leaves", "out_tree", "single", "flat")
+    __slots__ = ("traced", "exe", "donated", "donated_leaves", "out_tree", "single", "flat",
+                 "leaf_names")
 
     def __init__(self, traced: Traced, donated_leaves: dict[int, str], name: str,
-                 dump_dir: str | None = None):
+                 dump_dir: str | None = None, leaf_names: Sequence[str] = ()):
         self.traced = traced
+        self.leaf_names = tuple(leaf_names)
         self.donated_leaves = donated_leaves
         pairs = _pair_donations(traced.fn, donated_leaves, name)
         self.donated = tuple(sorted((i, j) for j, i in pairs.items()))  # (leaf i, result j)
@@ -255,7 +260,10 @@ class _Program:
         traced = self.traced
         if traced.captures:
             arrays = arrays + traced.capture_arrays()
-        outputs = self.exe(*arrays)
+        try:
+            outputs = self.exe(*arrays)
+        except ArgumentError as error:  # it counts flat leaves: name them as the call has them
+            raise ArgumentError(_name_leaves(str(error), self.leaf_names)) from None
         if self.donated:
             outputs = self._consume(args, arrays, outputs)
         if self.single:
@@ -366,6 +374,29 @@ def _pair_donations(fn: Function, donated_leaves: dict[int, str], name: str) -> 
             )
         pairs[j] = i
     return pairs
+
+
+def _leaf_names(signature: Signature) -> list[str]:
+    """``["argument 0['w']", "argument 1", "argument 'lr'", ...]``: every leaf of a call."""
+    positional, keywords = signature.in_tree.children
+    static = {i for i, _ in signature.static if isinstance(i, int)}
+    positions = [i for i in range(len(positional.children) + len(static)) if i not in static]
+    names = [f"argument {position}{path}"
+             for position, child in zip(positions, positional.children, strict=True)
+             for path in _leaf_paths(child)]
+    names += [f"argument {key!r}{path}"
+              for key, child in zip(keywords.keys, keywords.children, strict=True)
+              for path in _leaf_paths(child)]
+    return names
+
+
+def _name_leaves(message: str, names: Sequence[str]) -> str:
+    """The executable's message with its flat argument numbers replaced by leaf names."""
+    def name(match: re.Match) -> str:
+        k = int(match.group(1))
+        return names[k] if k < len(names) else match.group(0)
+
+    return re.sub(r"\bargument (\d+)\b", name, message)
 
 
 def _leaf_paths(tree: TreeDef, prefix: str = "") -> list[str]:

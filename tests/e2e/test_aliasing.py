@@ -21,6 +21,7 @@ from compiler.codegen.lower import plan_program
 from compiler.codegen.memory import ARENA_ALIGNMENT
 from compiler.pipeline import compile_function, optimize
 from ir import Builder, DType, TensorType, interpret, parse_function
+from runtime.errors import ArgumentError
 
 pytestmark = pytest.mark.llvm
 
@@ -312,3 +313,20 @@ def test_donated_values_returned_unchanged_twice_swapped_or_read_later(fn, expec
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(np.asarray(g), w, rtol=1e-6)
     assert not p.flags.writeable and not q.flags.writeable  # donated: now read-only
+
+
+def test_donation_errors_name_the_leaf_as_the_call_has_it():
+    # The executable counts flat leaves ("argument 1"); a jitted call names them.
+    step = jit(lambda params, g: {k: v - 0.1 * g for k, v in params.items()},
+               donate_argnums=0)
+    w, g = np.ones(4, np.float32), np.ones(4, np.float32)
+    frozen = np.ones(4, np.float32)
+    frozen.flags.writeable = False
+    with pytest.raises(ArgumentError, match=r"argument 0\['b'\] of .* is donated .* read-only"):
+        step({"w": w, "b": frozen}, g)
+    with pytest.raises(ArgumentError, match=r"argument 0\['w'\] .* shares memory with donated "
+                                            r"argument 0\['b'\]"):
+        step({"w": w, "b": w}, g)
+    with pytest.raises(ArgumentError, match=r"argument 1 .* shares memory with donated "
+                                            r"argument 0\['w'\]"):
+        step({"w": w, "b": np.ones(4, np.float32)}, w[:])
