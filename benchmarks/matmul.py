@@ -13,12 +13,18 @@ before the import. Inside a process the contenders run interleaved round by
 round (benchmarks/harness.py) and the table shows medians as GFLOP/s
 (2*M*N*K / seconds) and the ratio to numpy's GFLOP/s (higher is better).
 ``--transposed`` times ``A.T @ B`` and ``A @ B.T`` from stored transposes
-(the gradient's products) instead of ``A @ B``.
+(the gradient's products) instead of ``A @ B``. With two threads every
+sample starts after ``--settle`` seconds (0.2) of sleep, so the previous
+library's spinning worker threads (OpenBLAS, OpenMP, XLA) are idle; a
+contender gets its own process's cores only then. ``--libraries none``
+leaves JAX and PyTorch out.
 
 Targets (issue 5): at 1024 and 2048 at least 0.9x numpy on one thread and on
 two; at 256 and the awkward shapes (1000^3, 4096x512x10) at least 0.7x. The
-machine is shared: the load average is printed with each table, and numbers
-taken under load (another process on a core) mean little for two threads.
+machine is shared: the load average is printed with each table (this
+benchmark's own threads count in it), and numbers taken while another process
+holds a core mean little for two threads: every library then runs at about
+one core's speed (OpenBLAS far below, 2-10 GFLOP/s at 256).
 """
 
 from __future__ import annotations
