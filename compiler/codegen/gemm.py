@@ -337,8 +337,12 @@ def _emit_tiles(b, plan: GemmPlan, etype, c_b, a_block, b_block, ic, mcur, jc, n
             c_tile = _gep(b, c_b, b.add(b.mul(row, _const(n), flags=_NUW_NSW), col), etype)
             args = [a_panel, b_panel, c_tile, kcur, accumulate]
             full_cols = b.icmp_unsigned("<=", b.add(col, _const(plan.nr)), _const(n))
-            row_cases = [(plan.mr, full_rows)] + ([(row_edge, None)] if row_edge else [])
-            col_cases = [(plan.nr, full_cols)] + ([(col_edge, None)] if col_edge else [])
+            # No full tiles along a dim shorter than the tile: no kernel for them
+            # (it would never run, yet cost compile time).
+            row_cases = ([(plan.mr, full_rows)] if m >= plan.mr else []) + \
+                ([(row_edge, None)] if row_edge else [])
+            col_cases = ([(plan.nr, full_cols)] if n >= plan.nr else []) + \
+                ([(col_edge, None)] if col_edge else [])
             _dispatch(b, module, plan, layout, row_cases, col_cases, args)
             if finish is not None:
                 finish(b, row, col, _umin(b, _const(plan.mr), b.sub(_const(m), row)),
