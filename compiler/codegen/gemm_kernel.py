@@ -32,7 +32,8 @@ import llvmlite.ir as ll
 
 from compiler.codegen.gemm_pack import loop_hints
 from compiler.codegen.gemm_plan import GemmPlan
-from compiler.codegen.llvm_types import I1, I32, I64, PTR, VOID, index_constant, value_type
+from compiler.codegen.llvm_types import (I1, I32, I64, PTR, VOID, index_constant, value_type,
+                                        vector_constant)
 
 __all__ = ["PanelLayout", "micro_kernel", "vector_type", "masked_load", "masked_store"]
 
@@ -62,7 +63,7 @@ def _fma(b: ll.IRBuilder, x, y, z):
 
 
 def _mask(lanes: int, valid: int) -> ll.Constant:
-    return ll.Constant(ll.VectorType(I1, lanes), [int(i < valid) for i in range(lanes)])
+    return vector_constant(I1, tuple(int(i < valid) for i in range(lanes)))
 
 
 def masked_load(b: ll.IRBuilder, vec: ll.VectorType, pointer, valid: int, align: int):
@@ -88,7 +89,7 @@ def _scaled(b: ll.IRBuilder, index, factor: int):
 
 def _splat(b: ll.IRBuilder, scalar, vec: ll.VectorType):
     one = b.insert_element(ll.Constant(vec, None), scalar, ll.Constant(I32, 0))
-    zeros = ll.Constant(ll.VectorType(I32, vec.count), [0] * vec.count)
+    zeros = vector_constant(I32, (0,) * vec.count)
     return b.shuffle_vector(one, ll.Constant(vec, None), zeros)
 
 

@@ -20,7 +20,7 @@ from typing import Iterator
 
 import llvmlite.ir as ll
 
-from compiler.codegen.llvm_types import I64, index_constant
+from compiler.codegen.llvm_types import I64, index_constant, vector_constant
 
 __all__ = ["counted_loop", "if_then", "loop_hints", "pack_block"]
 
@@ -202,10 +202,8 @@ def _transpose_panel(b, etype, dst, src, depth, width, stride_t, lanes, name) ->
                         if i & h:
                             continue
                         x, y = vectors[i], vectors[i + h]
-                        vectors[i] = b.shuffle_vector(x, y, ll.Constant(ll.VectorType(i32, lanes),
-                                                                        low))
-                        vectors[i + h] = b.shuffle_vector(
-                            x, y, ll.Constant(ll.VectorType(i32, lanes), high))
+                        vectors[i] = b.shuffle_vector(x, y, vector_constant(i32, tuple(low)))
+                        vectors[i + h] = b.shuffle_vector(x, y, vector_constant(i32, tuple(high)))
                 for p in range(lanes):
                     row = b.add(p0, index_constant(p))
                     at = _gep(b, dst, b.add(_mul(b, row, width), index_constant(first)), etype)

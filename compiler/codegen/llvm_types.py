@@ -6,13 +6,15 @@ memory; every other dtype has one LLVM type for both. Pointers are opaque.
 
 from __future__ import annotations
 
+import functools
+
 import llvmlite.ir as ll
 import numpy as np
 
 from ir.dtypes import DType
 
 __all__ = ["F32", "F64", "I1", "I8", "I32", "I64", "PTR", "VOID",
-           "value_type", "storage_type", "constant", "index_constant"]
+           "value_type", "storage_type", "constant", "index_constant", "vector_constant"]
 
 F32 = ll.FloatType()
 F64 = ll.DoubleType()
@@ -53,3 +55,11 @@ def constant(dtype: DType, value) -> ll.Constant:
 def index_constant(value: int) -> ll.Constant:
     """An i64 index constant."""
     return ll.Constant(I64, int(value))
+
+
+@functools.lru_cache(maxsize=4096)
+def vector_constant(element: ll.Type, values: tuple) -> ll.Constant:
+    """The constant vector ``<values>`` of ``element``s (masks, shuffle masks),
+    one shared object per distinct vector: llvmlite wraps and prints a vector
+    constant element by element (~50 us per use), a shared one once."""
+    return ll.Constant(ll.VectorType(element, len(values)), list(values))
