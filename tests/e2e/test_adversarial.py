@@ -221,11 +221,8 @@ def test_values_beyond_64_bit_index_arithmetic_are_refused(compile_):
 def test_more_than_2_31_elements_index_with_64_bits():
     b = Builder("iota")  # fused: never materialised
     n = 2**31 + 3
-    fn = b.finish([b.reduce_max(b.iota([n], 0, I64), axes=[0]),
-                   b.reduce_max(b.reshape(b.iota([3, 2**30 + 1], 1, I64), shape=[3 * (2**30 + 1)]),
-                                axes=[0])])
-    got = pipeline_compile(fn)()
-    assert [int(g) for g in got] == [n - 1, 2**30]
+    fn = b.finish([b.reduce_max(b.iota([n], 0, I64), axes=[0])])
+    assert int(pipeline_compile(fn)()[0]) == n - 1
 
 
 # -- 2. malformed IR text --------------------------------------------------------------
