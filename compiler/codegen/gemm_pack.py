@@ -122,19 +122,10 @@ def _pack_panel(b, etype, dst, src, depth, width, valid, stride_t, stride_k, pad
     """One panel: ``valid`` of ``width`` elements per k step, for ``depth`` k steps."""
     zero = ll.Constant(etype, 0.0)
     if stride_t == 1 or stride_k != 1:
-        # Each k step reads ``valid`` contiguous (or evenly spaced) elements:
-        # one pass over k, the short static loop over the panel innermost.
-        with counted_loop(b, depth, name=name) as p:
-            row_src = _gep(b, src, _mul(b, p, stride_k), etype)
-            row_dst = _gep(b, dst, _mul(b, p, width), etype)
-            for r in range(width):
-                out = _gep(b, row_dst, index_constant(r), etype)
-                if r < valid:
-                    value = b.load(_gep(b, row_src, index_constant(r * stride_t), etype),
-                                   typ=etype)
-                    b.store(value, out)
-                elif pad:
-                    b.store(zero, out)
+        _call_shared(b, etype, f"cpack{width}.v{valid}.t{stride_t}{'z' if pad else ''}",
+                     dst, src, depth, stride_k,
+                     lambda fb, d, s, n, step: _emit_strided_copy(fb, etype, d, s, n, step, width,
+                                                                  valid, stride_t, pad, "cpack"))
         return
     # k is contiguous in the source: read each element's row along k
     # contiguously and write with stride ``width`` (the transposing copy).
@@ -177,7 +168,55 @@ def _transpose_masks(lanes: int) -> list[tuple[int, list[int], list[int]]]:
     return rounds
 
 
+def _call_shared(b, etype, kind: str, dst, src, depth, stride: int, emit) -> None:
+    """Call the module's panel packer ``xlac.gemm.<dtype>.<kind>(dst, src,
+    depth, stride)``, defining it with ``emit(builder, dst, src, depth,
+    stride)`` on first use. Packers take the source stride as an argument, so
+    every product of the module whose panels have the same width shares one
+    (compile time: each copy cost LLVM ~10-40 ms)."""
+    scalar = "f32" if isinstance(etype, ll.FloatType) else "f64"
+    fn_name = f"xlac.gemm.{scalar}.{kind}"
+    fn = b.module.globals.get(fn_name)
+    if fn is None:
+        fn = ll.Function(b.module, ll.FunctionType(ll.VoidType(), [dst.type, src.type, I64, I64]),
+                         fn_name)
+        fn.linkage = "internal"
+        fn.attributes.add("nounwind")
+        fn.attributes.add("noinline")  # one copy, called per panel
+        for arg, arg_name in zip(fn.args, ["dst", "src", "depth", "stride"], strict=True):
+            arg.name = arg_name
+        fn.args[0].add_attribute("noalias")
+        fn.args[1].add_attribute("noalias")
+        inner = ll.IRBuilder(fn.append_basic_block("entry"))
+        emit(inner, *fn.args)
+        inner.ret_void()
+    b.call(fn, [dst, src, depth, index_constant(stride)])
+
+
+def _emit_strided_copy(b, etype, dst, src, depth, stride_k, width, valid, stride_t, pad,
+                       name) -> None:
+    """Each k step reads ``valid`` contiguous (or evenly spaced) elements:
+    one pass over k, the short static loop over the panel innermost."""
+    zero = ll.Constant(etype, 0.0)
+    with counted_loop(b, depth, name=name) as p:
+        row_src = _gep(b, src, b.mul(p, stride_k, flags=_NUW_NSW), etype)
+        row_dst = _gep(b, dst, _mul(b, p, width), etype)
+        for r in range(width):
+            out = _gep(b, row_dst, index_constant(r), etype)
+            if r < valid:
+                value = b.load(_gep(b, row_src, index_constant(r * stride_t), etype), typ=etype)
+                b.store(value, out)
+            elif pad:
+                b.store(zero, out)
+
+
 def _transpose_panel(b, etype, dst, src, depth, width, stride_t, lanes, name) -> None:
+    _call_shared(b, etype, f"tpack{width}.l{lanes}", dst, src, depth, stride_t,
+                 lambda fb, d, s, n, stride: _emit_transpose_panel(fb, etype, d, s, n, stride,
+                                                                   width, lanes, "tpack"))
+
+
+def _emit_transpose_panel(b, etype, dst, src, depth, stride_t, width, lanes, name) -> None:
     from compiler.codegen.gemm_kernel import masked_store
 
     vec = ll.VectorType(etype, lanes)
@@ -192,8 +231,8 @@ def _transpose_panel(b, etype, dst, src, depth, width, stride_t, lanes, name) ->
                 vectors = []
                 for r in range(lanes):
                     if r < rows:
-                        at = _gep(b, src, b.add(p0, index_constant((first + r) * stride_t)),
-                                  etype)
+                        row_start = b.mul(index_constant(first + r), stride_t, flags=_NUW_NSW)
+                        at = _gep(b, src, b.add(p0, row_start), etype)
                         vectors.append(b.load(at, typ=vec, align=item))
                     else:
                         vectors.append(ll.Constant(vec, None))
@@ -215,7 +254,7 @@ def _transpose_panel(b, etype, dst, src, depth, width, stride_t, lanes, name) ->
     rest = b.sub(depth, done)
     with if_then(b, b.icmp_unsigned("!=", rest, index_constant(0)), name=f"{name}.tail"):
         with counted_loop(b, index_constant(width), name=f"{name}.tr") as r:
-            row_src = _gep(b, src, _mul(b, r, stride_t), etype)
+            row_src = _gep(b, src, b.mul(r, stride_t, flags=_NUW_NSW), etype)
             with counted_loop(b, rest, name=f"{name}.tp") as q:
                 p = b.add(done, q)
                 out = _gep(b, dst, b.add(_mul(b, p, width), r, flags=_NUW_NSW), etype)
