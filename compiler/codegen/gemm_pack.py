@@ -120,19 +120,27 @@ def pack_block(b: ll.IRBuilder, *, etype: ll.Type, dst: ll.Value, src: ll.Value,
 
 def _pack_panel(b, etype, dst, src, depth, width, valid, stride_t, stride_k, pad, name) -> None:
     """One panel: ``valid`` of ``width`` elements per k step, for ``depth`` k steps."""
-    zero = ll.Constant(etype, 0.0)
     if stride_t == 1 or stride_k != 1:
         _call_shared(b, etype, f"cpack{width}.v{valid}.t{stride_t}{'z' if pad else ''}",
                      dst, src, depth, stride_k,
                      lambda fb, d, s, n, step: _emit_strided_copy(fb, etype, d, s, n, step, width,
                                                                   valid, stride_t, pad, "cpack"))
         return
-    # k is contiguous in the source: read each element's row along k
-    # contiguously and write with stride ``width`` (the transposing copy).
-    # Vectorised, this loop becomes scatters (slow, and a lot of code).
-    # The row loop stays rolled: one copy loop instead of ``width`` unrolled ones.
+    _call_shared(b, etype, f"tcopy{width}.v{valid}{'z' if pad else ''}", dst, src, depth,
+                 stride_t,
+                 lambda fb, d, s, n, step: _emit_transposing_copy(fb, etype, d, s, n, step, width,
+                                                                  valid, pad, "tcopy"))
+
+
+def _emit_transposing_copy(b, etype, dst, src, depth, stride_t, width, valid, pad,
+                           name) -> None:
+    """k is contiguous in the source: read each element's row along k
+    contiguously and write with stride ``width`` (the transposing copy).
+    Vectorised, this loop becomes scatters (slow, and a lot of code). The row
+    loop stays rolled: one copy loop instead of ``width`` unrolled ones."""
+    zero = ll.Constant(etype, 0.0)
     with counted_loop(b, index_constant(valid), name=f"{name}.r") as r:
-        row_src = _gep(b, src, _mul(b, r, stride_t), etype)
+        row_src = _gep(b, src, b.mul(r, stride_t, flags=_NUW_NSW), etype)
         with counted_loop(b, depth, name=name, unroll=True) as p:
             out = _gep(b, dst, b.add(_mul(b, p, width), r, flags=_NUW_NSW), etype)
             b.store(b.load(_gep(b, row_src, p, etype), typ=etype), out)
