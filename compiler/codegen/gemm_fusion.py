@@ -57,6 +57,31 @@ def _dot_of(eqn: Eqn) -> Eqn:
     return dots[0]
 
 
+def _check_epilogue(eqn: Eqn, dot: Eqn) -> None:
+    """Refuse bodies the write-back cannot compute in place: every result must
+    have the product's shape (results are stored at the tile's positions), and
+    whatever depends on the product must be elementwise in it (read only at the
+    position being written, never gathered through an index op)."""
+    from ir.ops import get_op
+
+    where = f" at {eqn.loc}" if eqn.loc else ""
+    product = dot.outputs[0]
+    for value in eqn.body.outputs:
+        if value.shape != product.shape:
+            raise LoweringError(
+                f"gemm fusion{where}: result {value.type} does not have the product's shape "
+                f"{list(product.shape)}; only elementwise epilogues can run in the write-back")
+    derived = {product}
+    for e in eqn.body.eqns:
+        if e is dot or not any(v in derived for v in e.inputs):
+            continue
+        if e.body is not None or get_op(e.op).kind != "elementwise":
+            raise LoweringError(
+                f"gemm fusion{where}: '{e.op}' reads the product through an index map; only "
+                "elementwise epilogues can run in the GEMM's write-back")
+        derived.update(e.outputs)
+
+
 def product_buffer(eqn: Eqn) -> int | None:
     """Which result's buffer holds the product while the epilogue runs: the
     dot's own result if the fusion returns it, else the first result of the
@@ -80,6 +105,7 @@ def emit_gemm_fusion(b: ll.IRBuilder, eqn: Eqn, ins: list[Array], outs: list[Arr
     """The kernel of gemm fusion ``eqn`` (see the module docstring)."""
     body = eqn.body
     dot = _dot_of(eqn)
+    _check_epilogue(eqn, dot)
     slot = product_buffer(eqn)
     if slot is None:
         raise LoweringError("a gemm fusion needs a result of its product's type to hold it")

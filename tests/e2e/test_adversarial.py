@@ -483,9 +483,6 @@ _GEMM_RESULT_OF_ANOTHER_SHAPE = _fusion(
     "f32[8,8], f32[3]", "%0, %9, %10", results="%1, %7", kind="gemm")
 
 
-@pytest.mark.xfail(strict=True, reason="gemm_fusion.py (GEMM owner): an epilogue result whose "
-                   "type is not the product's is stored at the product's positions: heap "
-                   "overflow (glibc 'corrupted double-linked list')")
 def test_a_gemm_epilogue_result_of_another_shape_is_refused():
     fn = parse_function(_GEMM_RESULT_OF_ANOTHER_SHAPE)
     verify(fn)
@@ -493,9 +490,6 @@ def test_a_gemm_epilogue_result_of_another_shape_is_refused():
         backend_compile(fn)  # never run: it writes out of bounds
 
 
-@pytest.mark.xfail(strict=True, reason="gemm_fusion.py (GEMM owner): an epilogue reading the "
-                   "product through a transpose reads positions of the shared product/result "
-                   "buffer not yet computed or already overwritten: wrong results (nan)")
 def test_a_gemm_epilogue_gathering_its_product_is_refused_or_correct():
     fn = parse_function(_fusion(
         "%0: f32[64,64], %9: f32[64,64]", "%2: f32[64,64], %3: f32[64,64]) {\n"
