@@ -34,7 +34,7 @@ import time
 import warnings
 from typing import Callable, Sequence
 
-__all__ = ["JOBS_ENV", "max_jobs", "run_jobs"]
+__all__ = ["JOBS_ENV", "Pending", "max_jobs", "run_jobs", "start_job"]
 
 JOBS_ENV = "XLAC_COMPILE_JOBS"  # mirrored by compiler/flags.py ("compile_jobs")
 _DEFAULT_MAX = 4
@@ -169,3 +169,38 @@ def run_jobs(jobs: Sequence[Callable[[], bytes]], *, patience: float = 3.0,
         for child in children:
             if child is not None:
                 child.close()
+
+
+class Pending:
+    """A job running in a forked child (``start_job``)."""
+
+    def __init__(self, child: _Child):
+        self._child: _Child | None = child
+
+    def result(self, timeout: float) -> bytes | None:
+        """The job's bytes, or None if the child failed or took longer than
+        ``timeout`` seconds from now (it is then killed). Once only."""
+        child, self._child = self._child, None
+        return None if child is None else child.collect(time.monotonic() + timeout)
+
+    def cancel(self) -> None:
+        """Kill the child if it still runs (its result is not wanted)."""
+        child, self._child = self._child, None
+        if child is not None:
+            child.close()
+
+    def __del__(self):
+        self.cancel()
+
+
+def start_job(job: Callable[[], bytes]) -> Pending | None:
+    """Start ``job`` in a forked child and return at once; None when compiles
+    may not fork (``max_jobs() < 2``, see [Compiling in forked children]) or
+    the fork failed: the caller then does the work itself when it needs it."""
+    try:
+        if max_jobs() < 2:
+            return None
+    except ValueError:  # a bad XLAC_COMPILE_JOBS: reported where it decides more
+        return None
+    child = _start(job)
+    return None if child is None else Pending(child)

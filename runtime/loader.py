@@ -28,7 +28,7 @@ from runtime.llvm_module import optimize_module, parse_module
 from runtime.module_split import function_names, merge_duplicates, split_module
 from runtime.pyabi import numpy_data_offset, wrapper_llvm_ir, wrapper_name
 from runtime.target import host_target_machine
-from runtime.threadpool import pool_symbols
+from runtime.threadpool import POOL_SYMBOL, pool_symbols
 
 __all__ = ["load_program", "load_cached", "compile_program", "link_program", "CompiledProgram"]
 
@@ -46,7 +46,8 @@ def _check_externals(module: llvm.ModuleRef, name: str,
     missing = sorted(
         fn.name for fn in module.functions
         if fn.is_declaration and not fn.name.startswith("llvm.")
-        and fn.name not in elsewhere and llvm.address_of_symbol(fn.name) is None
+        and fn.name not in elsewhere and fn.name != POOL_SYMBOL  # linked in by link_program
+        and llvm.address_of_symbol(fn.name) is None
     )
     if missing:
         raise JitError(

@@ -33,6 +33,7 @@ _NAME = r'@(?:"(?P<quoted>[^"]+)"|(?P<plain>[-a-zA-Z$._][-a-zA-Z$._0-9]*))'
 _DEFINE = re.compile(r"define\s+(?:(?P<linkage>internal|private)\s+)?[^@]*?" + _NAME)
 _REFERENCE = re.compile(_NAME)
 _GLOBAL = re.compile(_NAME + r"\s*=\s*(?P<definition>.*)$")
+_CALL = re.compile(r"\bcall\b[^@\n]*" + _NAME + r"\(")
 _LOOP_MD = re.compile(r"!llvm\.loop (![0-9]+)")
 _MD_NODE = re.compile(r"^(![0-9]+) = (?:distinct )?!\{(.*)\}\s*$")
 
@@ -44,7 +45,13 @@ class _Function:
     header: str           # the define line(s) up to and including the opening brace
     text: str             # the whole definition
     references: set[str] = field(default_factory=set)
+    calls: set[str] = field(default_factory=set)  # functions it calls directly
     cost: float = 0.0
+
+    @property
+    def inlinable(self) -> bool:
+        """Whether LLVM may inline it into its callers (internal, not noinline)."""
+        return self.internal and "noinline" not in self.header.rsplit(")", 1)[-1].split()
 
 
 def _name_of(match: re.Match) -> str:
@@ -82,7 +89,8 @@ def _parse(text: str) -> tuple[list[str], list[_Function]] | None:
         functions.append(_Function(
             name=_name_of(match), internal=match.group("linkage") is not None, header=header,
             text="\n".join(lines[start:i + 1]),
-            references={_name_of(m) for m in _REFERENCE.finditer(body)}))
+            references={_name_of(m) for m in _REFERENCE.finditer(body)},
+            calls={_name_of(m) for m in _CALL.finditer(body)}))
         i += 1
     return rest, functions
 
@@ -133,9 +141,8 @@ def function_names(text: str) -> list[str]:
 
 
 def function_costs(text: str) -> dict[str, float] | None:
-    """A rough compile-time estimate (ms) for each function of a module,
-    fitted on the W4 training step on Zen 4: ~0.1 ms per line plus ~40 ms per
-    loop the loop vectoriser may widen (runtime checks, epilogues, interleaving)."""
+    """A rough compile-time estimate (CPU ms, O1 with the vectorisers, Zen 4)
+    for each function of a module: see ``_cost``."""
     parsed = _parse(text)
     if parsed is None:
         return None
@@ -144,17 +151,35 @@ def function_costs(text: str) -> dict[str, float] | None:
     return {fn.name: _cost(fn, off) for fn in functions}
 
 
+_INSTRUCTION = re.compile(r"^\s+(?:%\S+ = |store |call |br |ret )", re.MULTILINE)
+
+
 def _cost(fn: _Function, not_vectorized: set[str]) -> float:
-    vectorizable = sum(1 for ref in _LOOP_MD.findall(fn.text) if ref not in not_vectorized)
-    return 2.0 + 0.1 * fn.text.count("\n") + 40.0 * vectorizable
+    """Fitted on the functions of the W4 training step (each compiled alone,
+    mean error ~3 ms): a fixed cost per function, a little per instruction,
+    ~21 ms per loop the loop vectoriser may widen (runtime checks, vector and
+    remainder loops), shuffles (instruction selection tries many lowerings).
+    Loops without metadata cannot be told from branches in the text; a phi
+    in a function without loop metadata stands in for them."""
+    loops = _LOOP_MD.findall(fn.text)
+    vectorizable = sum(1 for ref in loops if ref not in not_vectorized)
+    untagged_phis = 0 if loops else fn.text.count(" = phi ")
+    return (3.0 + 0.01 * len(_INSTRUCTION.findall(fn.text)) + 21.0 * vectorizable
+            + 0.2 * fn.text.count("shufflevector") + 1.5 * untagged_phis)
 
 
 def _groups(functions: list[_Function], limit: float) -> list[list[_Function]]:
-    """Functions that should stay in one part: a function with a single
-    caller joins that caller's group (a kernel and the chunk bodies it
-    outlines, a micro-kernel only one GEMM calls), unless the group would
-    cost more than ``limit`` (the entry calls every kernel: joining them all
-    would leave nothing to balance)."""
+    """Functions that must or should stay in one part.
+
+    Must: a function LLVM may inline stays with every function that calls
+    it, so that what is inlined where (and so the generated code, e.g. the
+    order of a vectorised sum) does not depend on the split. Should: a
+    function with a single caller joins that caller's group (a kernel and the
+    chunk bodies it outlines, a micro-kernel only one GEMM calls), unless the
+    group would cost more than ``limit`` (the entry calls every kernel:
+    joining them all would leave nothing to balance).
+    """
+    by_name = {fn.name: fn for fn in functions}
     callers: dict[str, set[str]] = {fn.name: set() for fn in functions}
     for fn in functions:
         for ref in fn.references:
@@ -168,6 +193,16 @@ def _groups(functions: list[_Function], limit: float) -> list[list[_Function]]:
             name = parent[name]
         return name
 
+    def join(a: str, b: str) -> None:
+        a, b = root(a), root(b)
+        if a != b:
+            parent[a] = b
+            cost[b] += cost[a]
+
+    for fn in functions:
+        for callee in fn.calls:
+            if callee in callers and callee != fn.name and by_name[callee].inlinable:
+                join(callee, fn.name)
     # Callees first (the text lists callers before what they outline, so
     # reversed order joins a chunk body to its kernel before the kernel is
     # considered for joining the entry).
@@ -175,10 +210,8 @@ def _groups(functions: list[_Function], limit: float) -> list[list[_Function]]:
         if len(callers[fn.name]) != 1:
             continue
         (caller,) = callers[fn.name]
-        a, b = root(fn.name), root(caller)
-        if a != b and cost[a] + cost[b] <= limit:
-            parent[a] = b
-            cost[b] += cost[a]
+        if root(fn.name) != root(caller) and cost[root(fn.name)] + cost[root(caller)] <= limit:
+            join(fn.name, caller)
     groups: dict[str, list[_Function]] = {}
     for fn in functions:
         groups.setdefault(root(fn.name), []).append(fn)

@@ -2,9 +2,10 @@
 
 Large kernels run their chunks on the thread pool of runtime/threadpool.py
 (see [Thread pool] there for the mechanism and why it is not libgomp).
-``threads_available()`` compiles the pool on first call and says whether this
-process can use it (Linux with pthreads and futexes); when it cannot, the
-compiler emits serial code and says so once (compiler/codegen/parallel.py).
+``threads_available()`` says whether this process can use the pool (Linux
+with pthreads and futexes) and starts compiling it in a forked child; when
+it cannot, the compiler emits serial code and says so once
+(compiler/codegen/parallel.py).
 """
 
 from __future__ import annotations
@@ -29,9 +30,18 @@ def _check() -> None:
             return
         _checked = True
         try:
-            threadpool.ensure_pool()
+            reason = threadpool.pool_unavailable_reason()
         except Exception as error:  # any failure means: run serially
-            _error = f"the thread pool is unavailable: {error}"
+            reason = str(error)
+        if reason is not None:
+            _error = f"the thread pool is unavailable: {reason}"
+            return
+        # The pool itself is compiled on first use (linking the first parallel
+        # program); meanwhile a forked child compiles it, off the lowering's path.
+        try:
+            threadpool.prefetch()
+        except Exception:  # pragma: no cover - the pool then compiles on first use
+            pass
 
 
 def threads_available() -> bool:

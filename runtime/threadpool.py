@@ -55,7 +55,7 @@ import threading
 import llvmlite.binding as llvm
 
 __all__ = ["POOL_SYMBOL", "aot_pool_llvm_ir", "ensure_pool", "pool_symbols", "pool_available",
-           "pool_unavailable_reason",
+           "pool_unavailable_reason", "prefetch",
            "shutdown", "worker_count"]
 
 POOL_SYMBOL = "xlac_parallel_for"
@@ -367,21 +367,21 @@ class _Pool:
     def __init__(self):
         from runtime.cache import cached_object
         from runtime.jit import jit_engine
-        from runtime.llvm_module import optimize_module, parse_module
-        from runtime.target import host_target_machine
 
-        machine = platform.machine().lower()
-        text = _pool_llvm_ir(_FUTEX_SYSCALL[machine], _YIELD_SYSCALL[machine],
-                             pause=machine in ("x86_64", "amd64"))
-        tm = host_target_machine()
+        text = _host_pool_llvm_ir()
 
         def compile_pool() -> bytes:
-            module = parse_module(text, tm, name="xlac_pool")
-            optimize_module(module, tm)
-            return tm.emit_object(module)
+            global _prefetched
+            pending, _prefetched = _prefetched, None
+            if pending is not None:  # compiled by a child meanwhile (see ``prefetch``)
+                object_code = pending.result(timeout=5.0)
+                if object_code:
+                    return object_code
+            return _compile_pool(text)
 
         # From the disk cache when an earlier process compiled it (~70 ms of a warm start).
         object_code = cached_object(text, compile_pool, name="xlac_pool")
+        _cancel_prefetch()
         exports = [POOL_SYMBOL, "xlac_pool_shutdown", "xlac_pool_forget", "xlac_pool_workers"]
         self.library = jit_engine().add_object(object_code, exports, name_hint="xlac_pool")
         self.symbols = {POOL_SYMBOL: self.library.address(POOL_SYMBOL)}
@@ -391,8 +391,47 @@ class _Pool:
         self.workers = ctypes.CFUNCTYPE(ctypes.c_int64)(self.library.address("xlac_pool_workers"))
 
 
+def _host_pool_llvm_ir() -> str:
+    machine = platform.machine().lower()
+    return _pool_llvm_ir(_FUTEX_SYSCALL[machine], _YIELD_SYSCALL[machine],
+                         pause=machine in ("x86_64", "amd64"))
+
+
+def _compile_pool(text: str) -> bytes:
+    from runtime.llvm_module import optimize_module, parse_module
+    from runtime.target import host_target_machine
+
+    tm = host_target_machine()
+    module = parse_module(text, tm, name="xlac_pool")
+    optimize_module(module, tm)
+    return tm.emit_object(module)
+
+
 _lock = threading.RLock()
 _pool: _Pool | None = None
+_prefetched = None  # runtime.forked.Pending: the pool's object code, compiling in a child
+
+
+def prefetch() -> None:
+    """Start compiling the pool in a forked child (runtime/forked.py), so that
+    it overlaps the lowering of the first parallel program (~30 ms of a cold
+    start); the pool is still made on first use, from the child's object code
+    (or compiled then, if the child failed). No-op once the pool exists or is
+    on its way, or where compiles do not fork."""
+    global _prefetched
+    from runtime.forked import start_job
+
+    with _lock:
+        if _pool is None and _prefetched is None:
+            text = _host_pool_llvm_ir()
+            _prefetched = start_job(lambda: _compile_pool(text))
+
+
+def _cancel_prefetch() -> None:
+    global _prefetched
+    pending, _prefetched = _prefetched, None
+    if pending is not None:
+        pending.cancel()
 
 
 def _get_pool() -> _Pool:

@@ -14,7 +14,7 @@ import pytest
 import runtime
 import runtime.loader as loader
 from runtime.errors import JitError
-from runtime.forked import max_jobs, run_jobs
+from runtime.forked import max_jobs, run_jobs, start_job
 from runtime.jit import jit_engine, pack_objects, unpack_objects
 from runtime.llvm_module import optimize_module, parse_module
 from runtime.module_split import function_names, merge_duplicates, split_module
@@ -26,9 +26,11 @@ needs_fork = pytest.mark.skipif(not hasattr(os, "fork") or not sys.platform.star
                                 reason="compiles in forked children on Linux only")
 
 
-def _module(scales=(2.0, 3.0, 5.0, 7.0)) -> str:
+def _module(scales=(2.0, 3.0, 5.0, 7.0), inline_helper=False) -> str:
     """llvmlite-style text: kernels that read a constant table, call a shared
-    helper, and an external entry that calls every kernel."""
+    helper, and an external entry that calls every kernel (noinline, as the
+    GEMM's functions are: so they may go to any part)."""
+    helper_attrs = "nounwind" if inline_helper else "nounwind noinline"
     table = ", ".join(f"float {float(s)!r}" for s in scales)
     lines = [
         '; ModuleID = "split"',
@@ -38,7 +40,7 @@ def _module(scales=(2.0, 3.0, 5.0, 7.0)) -> str:
         f'@"table" = internal unnamed_addr constant [{len(scales)} x float] [{table}]',
         '@"entry_arena_bytes" = constant i64 64',
         "",
-        'define internal float @"helper"(float %"x") nounwind',
+        f'define internal float @"helper"(float %"x") {helper_attrs}',
         "{",
         "entry:",
         '  %"y" = fadd float %"x", 0x3FF0000000000000',
@@ -48,7 +50,7 @@ def _module(scales=(2.0, 3.0, 5.0, 7.0)) -> str:
     ]
     for k in range(len(scales)):
         lines += [
-            f'define internal void @"k{k}"(ptr noalias %"out", ptr noalias %"in") nounwind',
+            f'define internal void @"k{k}"(ptr noalias %"out", ptr noalias %"in") nounwind noinline',
             "{",
             "entry:",
             f'  %"t" = getelementptr [{len(scales)} x float], ptr @"table", i64 0, i64 {k}',
@@ -109,6 +111,18 @@ def test_split_keeps_callees_with_their_only_caller():
             assert 'declare float @"helper"(float %"x")' in part
     # The external constant is defined once; other parts get internal copies.
     assert sum('@"entry_arena_bytes" = constant' in part for part in parts) == 1
+
+
+def test_functions_llvm_may_inline_stay_with_their_callers():
+    # The helper may be inlined into every kernel: what is inlined where must
+    # not depend on the split, so they all stay in one part.
+    parts = split_module(_module(inline_helper=True), 2)
+    assert parts is None or any(
+        {"helper", "k0", "k1", "k2", "k3"} <= set(function_names(part)) for part in parts)
+    text = _module(inline_helper=True).replace(
+        'call float @"helper"(float %"m")', "fadd float %\"m\", 0x3FF0000000000000")
+    parts = split_module(text, 2)  # nobody calls it now: free to go anywhere
+    assert parts is not None and len(parts) == 2
 
 
 def test_what_is_not_split():
@@ -288,14 +302,17 @@ def test_a_program_compiled_in_parts_gives_the_same_results(monkeypatch, threads
     monkeypatch.setattr(loader, "run_jobs", counted)
     monkeypatch.setattr(loader, "MIN_PART_MS", 0.0)  # split even this small program
     results = {}
-    for jobs in ("1", "2"):
+    for jobs in ("1", "2", "4"):
         monkeypatch.setenv("XLAC_COMPILE_JOBS", jobs)
         clear_cache()
         results[jobs] = jit(step)(*args)
-    assert splits == [2]
-    for key in args[0]:
-        np.testing.assert_array_equal(results["1"][0][key], results["2"][0][key])
-    np.testing.assert_array_equal(results["1"][1], results["2"][1])
+    assert len(splits) == 2 and splits[0] == 2 and splits[1] >= 2
+    # Bitwise: what LLVM inlines (and so how it vectorises a sum) must not
+    # depend on how the module was split.
+    for jobs in ("2", "4"):
+        for key in args[0]:
+            np.testing.assert_array_equal(results["1"][0][key], results[jobs][0][key])
+        np.testing.assert_array_equal(results["1"][1], results[jobs][1])
 
 
 @needs_fork
@@ -354,3 +371,39 @@ def test_o1_and_o3_compute_the_same_results(monkeypatch):
         results[level] = jit(program)(x, w)
     for o1, o3 in zip(results[1], results[3], strict=True):
         np.testing.assert_array_equal(o1, o3)
+
+
+# -- the thread pool, compiled by a child meanwhile -------------------------------------
+
+
+@needs_fork
+def test_start_job_returns_the_child_result_or_nothing():
+    pending = start_job(lambda: b"from a child")
+    assert pending is not None and pending.result(timeout=30) == b"from a child"
+    assert pending.result(timeout=1) is None  # once only
+    slow = start_job(lambda: time.sleep(60) or b"late")
+    start = time.monotonic()
+    assert slow.result(timeout=0.2) is None and time.monotonic() - start < 5  # killed
+
+
+@needs_fork
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_the_pool_is_compiled_by_a_child_while_lowering(jobs):
+    import subprocess
+    import textwrap
+
+    script = textwrap.dedent("""
+        from runtime import parallel, threadpool
+        assert parallel.threads_available()
+        pending = threadpool._prefetched
+        print("prefetched" if pending is not None else "here")
+        threadpool.ensure_pool()
+        assert threadpool._prefetched is None
+        print(threadpool.worker_count())
+    """)
+    env = {**os.environ, "XLAC_COMPILE_JOBS": jobs, "XLAC_CACHE_DIR": "off"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=120, cwd=os.path.dirname(os.path.dirname(
+                              os.path.dirname(os.path.abspath(__file__)))))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["prefetched" if jobs == "2" else "here", "0"]
