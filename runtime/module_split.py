@@ -151,6 +151,7 @@ def function_costs(text: str) -> dict[str, float] | None:
     return {fn.name: _cost(fn, off) for fn in functions}
 
 
+_INLINED = 1.5  # cost factor of a function LLVM will inline (W4: parts within ~5%)
 _INSTRUCTION = re.compile(r"^\s+(?:%\S+ = |store |call |br |ret )", re.MULTILINE)
 
 
@@ -266,8 +267,12 @@ def split_module(text: str, parts: int = 2, *, min_part_cost: float = 0.0
         return None
     rest, functions = parsed
     off = _loops_not_vectorized(rest)
+    called = {callee for fn in functions for callee in fn.calls}
     for fn in functions:
         fn.cost = _cost(fn, off)
+        if fn.inlinable and fn.name in called:
+            # Simplified on its own, then again inside each caller once inlined.
+            fn.cost *= _INLINED
     if min_part_cost > 0:
         parts = min(parts, int(sum(fn.cost for fn in functions) // min_part_cost))
     if parts < 2 or len(functions) < parts:
