@@ -12,9 +12,13 @@ and declared in the others. A non-internal constant is defined in part 0
 only and becomes an internal copy elsewhere (LLVM drops unused copies; no
 code compares constant addresses). Mutable globals are never split: the
 parts would each get their own. The object files of all parts, linked into
-one JIT library, behave like the object of the whole module; the only loss
-is inlining and interprocedural facts across parts, so callers and callees
-are kept together where the balance allows (see ``_groups``).
+one JIT library, behave like the object of the whole module. A function LLVM
+may inline always stays with its callers, so the generated code (and so the
+results, down to the order of a vectorised sum) does not depend on the
+split; other callers and callees stay together where the balance allows
+(see ``_groups``). What is lost across parts is interprocedural facts about
+functions that are never inlined (noinline micro-kernels, chunk bodies
+called through the thread pool).
 
 The text is what llvmlite prints (plus hand-written helpers in the same
 style): each function body ends at a line that is exactly ``}``, names are
@@ -275,7 +279,8 @@ def split_module(text: str, parts: int = 2, *, min_part_cost: float = 0.0
             fn.cost *= _INLINED
     if min_part_cost > 0:
         parts = min(parts, int(sum(fn.cost for fn in functions) // min_part_cost))
-    if parts < 2 or len(functions) < parts:
+    parts = min(parts, len(functions))
+    if parts < 2:
         return None
     names = {fn.name for fn in functions}
     globals_ = {}
@@ -303,8 +308,11 @@ def split_module(text: str, parts: int = 2, *, min_part_cost: float = 0.0
         load[p] += sum(fn.cost for fn in group)
         for fn in group:
             owner[fn.name] = p
-    if len(set(owner.values())) < 2:
+    used = sorted(set(owner.values()))  # fewer groups than parts leave some empty
+    if len(used) < 2:
         return None
+    parts = len(used)
+    owner = {name: used.index(p) for name, p in owner.items()}  # part 0 is never empty
 
     by_name = {fn.name: fn for fn in functions}
     exported = {ref for fn in functions for ref in fn.references

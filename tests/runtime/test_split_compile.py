@@ -100,6 +100,9 @@ def test_split_parts_define_every_function_once_and_link_to_the_same_results():
     whole = _run(_compile(text), 4)
     np.testing.assert_array_equal(whole, np.arange(1, 5) * np.array([2, 3, 5, 7]) + 1)
     np.testing.assert_array_equal(_run(pack_objects(objects), 4), whole)
+    many = split_module(text, 50)  # more parts than functions: no empty ones
+    assert 2 <= len(many) <= len(function_names(text)) and all(map(function_names, many))
+    np.testing.assert_array_equal(_run(pack_objects([_compile(p) for p in many]), 4), whole)
 
 
 def test_split_keeps_callees_with_their_only_caller():
