@@ -28,8 +28,9 @@ return None and the caller compiles the module whole.
 
 from __future__ import annotations
 
+import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 __all__ = ["split_module", "merge_duplicates", "function_costs", "function_names"]
 
@@ -37,7 +38,6 @@ _NAME = r'@(?:"(?P<quoted>[^"]+)"|(?P<plain>[-a-zA-Z$._][-a-zA-Z$._0-9]*))'
 _DEFINE = re.compile(r"define\s+(?:(?P<linkage>internal|private)\s+)?[^@]*?" + _NAME)
 _REFERENCE = re.compile(_NAME)
 _GLOBAL = re.compile(_NAME + r"\s*=\s*(?P<definition>.*)$")
-_CALL = re.compile(r"\bcall\b[^@\n]*" + _NAME + r"\(")
 _LOOP_MD = re.compile(r"!llvm\.loop (![0-9]+)")
 _MD_NODE = re.compile(r"^(![0-9]+) = (?:distinct )?!\{(.*)\}\s*$")
 
@@ -48,9 +48,24 @@ class _Function:
     internal: bool
     header: str           # the define line(s) up to and including the opening brace
     text: str             # the whole definition
-    references: set[str] = field(default_factory=set)
-    calls: set[str] = field(default_factory=set)  # functions it calls directly
+    body_start: int       # where the body begins in ``text``
     cost: float = 0.0
+
+    @functools.cached_property
+    def references(self) -> set[str]:
+        """Names of the globals (functions, constants) the body uses."""
+        return {_name_of(m) for m in _REFERENCE.finditer(self.text, self.body_start)}
+
+    @functools.cached_property
+    def calls(self) -> set[str]:
+        """Functions the body calls directly (not those it passes as values)."""
+        text, called = self.text, set()
+        for m in _REFERENCE.finditer(text, self.body_start):
+            if text.startswith("(", m.end()):
+                line = text[text.rfind("\n", 0, m.start()) + 1:m.start()]
+                if line.lstrip().startswith(("call ", "tail call ")) or " call " in line:
+                    called.add(_name_of(m))
+        return called
 
     @property
     def inlinable(self) -> bool:
@@ -88,13 +103,10 @@ def _parse(text: str) -> tuple[list[str], list[_Function]] | None:
             i += 1
         if i >= len(lines):
             return None
-        body = "\n".join(lines[header_end + 1:i])
         header = "\n".join(lines[start:header_end + 1])
         functions.append(_Function(
             name=_name_of(match), internal=match.group("linkage") is not None, header=header,
-            text="\n".join(lines[start:i + 1]),
-            references={_name_of(m) for m in _REFERENCE.finditer(body)},
-            calls={_name_of(m) for m in _CALL.finditer(body)}))
+            text="\n".join(lines[start:i + 1]), body_start=len(header) + 1))
         i += 1
     return rest, functions
 
