@@ -5,9 +5,12 @@ llvmlite serialises every call behind one lock, so threads cannot compile
 two modules at once; processes can (notes/llvmlite.md §9: 1.6x with a
 process pool). A pool of fresh interpreters costs ~100 ms to start and must
 be sent the work; ``os.fork`` costs a few ms and the child already holds
-everything (the LLVM IR, an initialised LLVM). Each child runs its job,
-writes the result (length-prefixed) to a pipe and leaves with ``os._exit``
-(no atexit handlers, no flushing of the parent's buffers).
+everything (the LLVM IR, an initialised LLVM). ``run_jobs`` puts one byte
+per job into a pipe; this process and its children each read a byte to take
+the next job (a pipe read is atomic), so a process on a busy core takes
+fewer jobs instead of making the others wait. A child writes each result
+(index, length, bytes) to its own pipe and, when the claims run out, leaves
+with ``os._exit`` (no atexit handlers, no flushing of the parent's buffers).
 
 Fork only copies the calling thread. A lock another thread held at that
 moment stays held in the child forever; the one that matters, llvmlite's
@@ -39,6 +42,7 @@ __all__ = ["JOBS_ENV", "Pending", "max_jobs", "run_jobs", "start_job"]
 JOBS_ENV = "XLAC_COMPILE_JOBS"  # mirrored by compiler/flags.py ("compile_jobs")
 _DEFAULT_MAX = 4
 _LENGTH = struct.Struct("<Q")
+_RESULT = struct.Struct("<IQ")  # job index, result length
 
 
 def _cores() -> int:
@@ -115,11 +119,8 @@ class _Child:
             self.pid = 0
 
 
-def _start(job: Callable[[], bytes]) -> _Child | None:
-    try:
-        read_fd, write_fd = os.pipe()
-    except OSError:
-        return None
+def _fork() -> int | None:
+    """``os.fork()`` with llvmlite's lock held; None if it failed."""
     try:
         with _llvm_lock(), warnings.catch_warnings():
             # Python 3.12+ (and JAX's fork hook) warn about forking a process
@@ -127,8 +128,18 @@ def _start(job: Callable[[], bytes]) -> _Child | None:
             # fork is safe: the child runs nothing but LLVM and exits.
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
-            pid = os.fork()
+            return os.fork()
     except OSError:
+        return None
+
+
+def _start(job: Callable[[], bytes]) -> _Child | None:
+    try:
+        read_fd, write_fd = os.pipe()
+    except OSError:
+        return None
+    pid = _fork()
+    if pid is None:
         os.close(read_fd)
         os.close(write_fd)
         return None
@@ -147,28 +158,115 @@ def _start(job: Callable[[], bytes]) -> _Child | None:
     return _Child(pid, read_fd)
 
 
-def run_jobs(jobs: Sequence[Callable[[], bytes]], *, patience: float = 3.0,
-             grace: float = 2.0) -> list[bytes]:
-    """``[job() for job in jobs]``, computed in parallel: ``jobs[0]`` here, each
-    other job in a forked child (see [Compiling in forked children]).
+class _Worker:
+    """A forked child taking jobs from the shared claim pipe (see ``run_jobs``)."""
 
-    A child's result is awaited until ``patience`` times the time the first
-    job took, plus ``grace`` seconds; a child that fails or is late is killed
-    and its job run here. Exceptions come only from jobs run here.
-    """
-    children = [_start(job) for job in jobs[1:]]
+    def __init__(self, pid: int, fd: int):
+        self.pid, self.fd = pid, fd
+
+    def collect(self, deadline: float) -> dict[int, bytes]:
+        """Results of the jobs the child finished, by index, until it exits
+        (or the deadline passes: it is then killed; its last job is lost)."""
+        results: dict[int, bytes] = {}
+        buffer = b""
+        try:
+            while True:
+                while len(buffer) >= _RESULT.size:
+                    index, size = _RESULT.unpack_from(buffer)
+                    if len(buffer) < _RESULT.size + size:
+                        break
+                    results[index] = buffer[_RESULT.size:_RESULT.size + size]
+                    buffer = buffer[_RESULT.size + size:]
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                    return results
+                chunk = os.read(self.fd, 1 << 20)
+                if not chunk:
+                    return results  # the child is done (or died)
+                buffer += chunk
+        finally:
+            self.close()
+
+    close = _Child.close
+
+
+def _start_worker(jobs: Sequence[Callable[[], bytes]], claims: int) -> _Worker | None:
     try:
-        start = time.monotonic()
-        results = [jobs[0]()]
-        deadline = time.monotonic() + patience * (time.monotonic() - start) + grace
-        for job, child in zip(jobs[1:], children, strict=True):
-            data = child.collect(deadline) if child is not None else None
-            results.append(data if data is not None else job())
-        return results
+        read_fd, write_fd = os.pipe()
+    except OSError:
+        return None
+    pid = _fork()
+    if pid is None:
+        os.close(read_fd)
+        os.close(write_fd)
+        return None
+    if pid == 0:  # the child: never returns
+        status = 1
+        try:
+            os.close(read_fd)
+            while True:
+                token = os.read(claims, 1)
+                if not token:
+                    break
+                data = bytes(jobs[token[0]]())
+                view = memoryview(_RESULT.pack(token[0], len(data)) + data)
+                while view:
+                    view = view[os.write(write_fd, view):]
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    return _Worker(pid, read_fd)
+
+
+def run_jobs(jobs: Sequence[Callable[[], bytes]], *, processes: int | None = None,
+             patience: float = 3.0, grace: float = 2.0) -> list[bytes]:
+    """``[job() for job in jobs]``, computed by up to ``processes`` processes at
+    once (default: one per job): this one and forked children (see
+    [Compiling in forked children]).
+
+    Every process takes the next job nobody has taken, in list order (put
+    the longest first), until none is left: a process on a busy core, or
+    given jobs that were estimated too short, simply takes fewer. Children
+    are awaited until ``patience`` times as long as this process worked,
+    plus ``grace`` seconds; the jobs of a child that failed or was late (it
+    is killed) are run here. Exceptions come only from jobs run here.
+    """
+    count = len(jobs)
+    processes = min(count if processes is None else processes, count)
+    if processes < 2 or count > 255:  # one byte per claim token
+        return [job() for job in jobs]
+    try:
+        claim_read, claim_write = os.pipe()
+    except OSError:
+        return [job() for job in jobs]
+    try:
+        os.write(claim_write, bytes(range(count)))  # count <= 255 fits any pipe buffer
     finally:
-        for child in children:
-            if child is not None:
-                child.close()
+        os.close(claim_write)  # children must not hold it: EOF ends their loop
+    workers = []
+    try:
+        for _ in range(processes - 1):
+            worker = _start_worker(jobs, claim_read)
+            if worker is not None:
+                workers.append(worker)
+        results: list[bytes | None] = [None] * count
+        start = time.monotonic()
+        while True:
+            token = os.read(claim_read, 1)
+            if not token:
+                break
+            results[token[0]] = jobs[token[0]]()
+        deadline = time.monotonic() + patience * (time.monotonic() - start) + grace
+        for worker in workers:
+            for index, data in worker.collect(deadline).items():
+                results[index] = data
+        return [data if data is not None else job() for data, job in zip(results, jobs,
+                                                                         strict=True)]
+    finally:
+        os.close(claim_read)
+        for worker in workers:
+            worker.close()
 
 
 class Pending:

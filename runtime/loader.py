@@ -33,9 +33,13 @@ from runtime.threadpool import POOL_SYMBOL, pool_symbols
 __all__ = ["load_program", "load_cached", "compile_program", "link_program", "CompiledProgram"]
 
 
-# Split modules whose estimated compile time is at least this (ms) per part:
-# below it a fork and a second parse cost more than they save.
-MIN_PART_MS = 120.0
+# A module is split into parts of at least this estimated compile time (ms):
+# a part costs a few ms of its own (parsing the shared declarations,
+# module-wide passes), a fork ~1 ms.
+MIN_PART_MS = 60.0
+# Parts per process: the processes take parts in turn, so a process on a
+# busy core (or with parts estimated too cheap) takes fewer.
+PARTS_PER_PROCESS = 3
 
 
 def _check_externals(module: llvm.ModuleRef, name: str,
@@ -123,7 +127,7 @@ def _compile_in_parts(text: str, name: str, tm: llvm.TargetMachine,
     jobs = max_jobs()
     if jobs < 2:
         return None
-    parts = split_module(text, jobs, min_part_cost=MIN_PART_MS)
+    parts = split_module(text, PARTS_PER_PROCESS * jobs, min_part_cost=MIN_PART_MS)
     if parts is None:
         return None
     defined = frozenset(function_names(text))
@@ -133,7 +137,7 @@ def _compile_in_parts(text: str, name: str, tm: llvm.TargetMachine,
         return lambda: _compile_part(part, name, tm, defined)
 
     try:
-        objects = run_jobs([job(part) for part in parts])
+        objects = run_jobs([job(part) for part in parts], processes=jobs)
     except JitError:
         return None
     times["compile_parts"] = time.perf_counter() - start - times["split"]

@@ -176,13 +176,27 @@ def _cost(fn: _Function, not_vectorized: set[str]) -> float:
     mean error ~3 ms): a fixed cost per function, a little per instruction,
     ~21 ms per loop the loop vectoriser may widen (runtime checks, vector and
     remainder loops), shuffles (instruction selection tries many lowerings).
-    Loops without metadata cannot be told from branches in the text; a phi
-    in a function without loop metadata stands in for them."""
+    Loops without metadata cannot be told from branches in the text (blocks
+    are not printed in loop order); in a function without loop metadata a
+    block with phis stands in for a loop header (~4 ms each)."""
     loops = _LOOP_MD.findall(fn.text)
     vectorizable = sum(1 for ref in loops if ref not in not_vectorized)
-    untagged_phis = 0 if loops else fn.text.count(" = phi ")
+    headers = 0 if loops else _phi_blocks(fn.text)
     return (3.0 + 0.01 * len(_INSTRUCTION.findall(fn.text)) + 21.0 * vectorizable
-            + 0.2 * fn.text.count("shufflevector") + 1.5 * untagged_phis)
+            + 0.2 * fn.text.count("shufflevector") + 4.0 * headers)
+
+
+_LABEL = re.compile(r'^"?[^\s":]+"?:')
+
+
+def _phi_blocks(text: str) -> int:
+    blocks, block = set(), None
+    for line in text.split("\n"):
+        if _LABEL.match(line):
+            block = line
+        elif " = phi " in line:
+            blocks.add(block)
+    return len(blocks)
 
 
 def _groups(functions: list[_Function], limit: float) -> list[list[_Function]]:
@@ -276,8 +290,8 @@ def split_module(text: str, parts: int = 2, *, min_part_cost: float = 0.0
                  ) -> list[str] | None:
     """The module's text cut into up to ``parts`` modules (see [Splitting a
     module]), balanced by estimated compile time (``function_costs``), each
-    estimated at ``min_part_cost`` or more; None if it cannot or need not be
-    split."""
+    estimated at ``min_part_cost`` or more, costliest first; None if it
+    cannot or need not be split."""
     parsed = _parse(text) if parts >= 2 else None
     if parsed is None:
         return None
@@ -320,11 +334,13 @@ def split_module(text: str, parts: int = 2, *, min_part_cost: float = 0.0
         load[p] += sum(fn.cost for fn in group)
         for fn in group:
             owner[fn.name] = p
-    used = sorted(set(owner.values()))  # fewer groups than parts leave some empty
+    # Largest first (for workers taking parts in turn); fewer groups than
+    # parts leave some empty. Part 0 (the costliest) is never empty.
+    used = sorted(set(owner.values()), key=lambda p: -load[p])
     if len(used) < 2:
         return None
     parts = len(used)
-    owner = {name: used.index(p) for name, p in owner.items()}  # part 0 is never empty
+    owner = {name: used.index(p) for name, p in owner.items()}
 
     by_name = {fn.name: fn for fn in functions}
     exported = {ref for fn in functions for ref in fn.references

@@ -199,17 +199,39 @@ def test_object_bundles_round_trip_and_bad_ones_are_refused():
 
 
 @needs_fork
-def test_run_jobs_runs_children_in_other_processes_in_order():
+def test_run_jobs_shares_the_jobs_between_processes_and_keeps_their_order():
     me = os.getpid()
-    results = run_jobs([lambda k=k: f"{k}:{os.getpid()}".encode() for k in range(3)])
+
+    def job(k):
+        time.sleep(0.05)
+        return f"{k}:{os.getpid()}".encode()
+
+    results = run_jobs([lambda k=k: job(k) for k in range(8)], processes=3)
     jobs = [r.decode().split(":") for r in results]
-    assert [j[0] for j in jobs] == ["0", "1", "2"]
-    assert int(jobs[0][1]) == me and all(int(j[1]) != me for j in jobs[1:])
+    assert [j[0] for j in jobs] == [str(k) for k in range(8)]
+    pids = {int(j[1]) for j in jobs}
+    assert me in pids and len(pids) >= 2
+
+
+@needs_fork
+def test_a_process_on_a_slow_core_takes_fewer_jobs():
+    me = os.getpid()
+
+    def job(k):
+        time.sleep(0.3 if os.getpid() == me else 0.02)  # this process is the slow one
+        return str(os.getpid() == me).encode()
+
+    here = run_jobs([lambda k=k: job(k) for k in range(10)], processes=2).count(b"True")
+    assert 1 <= here <= 3
 
 
 @needs_fork
 def test_a_failing_child_job_runs_here_instead():
     me = os.getpid()
+
+    def slow_here():  # keeps this process busy: the child takes the others
+        time.sleep(0.3 if os.getpid() == me else 0)
+        return b"first"
 
     def crash_in_child():
         if os.getpid() != me:
@@ -221,7 +243,7 @@ def test_a_failing_child_job_runs_here_instead():
             raise RuntimeError("child only")
         return b"here too"
 
-    assert run_jobs([lambda: b"first", crash_in_child, raise_in_child]) == \
+    assert run_jobs([slow_here, crash_in_child, raise_in_child], processes=2) == \
         [b"first", b"here", b"here too"]
 
 
@@ -229,18 +251,22 @@ def test_a_failing_child_job_runs_here_instead():
 def test_a_hanging_child_is_killed_after_the_deadline():
     me = os.getpid()
 
+    def slow_here():
+        time.sleep(0.3 if os.getpid() == me else 0)
+        return b"x"
+
     def hang_in_child():
         while os.getpid() != me:
             time.sleep(1)
         return b"done here"
 
     start = time.monotonic()
-    assert run_jobs([lambda: b"x", hang_in_child], patience=1.0, grace=0.5) == [b"x", b"done here"]
+    assert run_jobs([slow_here, hang_in_child], patience=1.0, grace=0.5) == [b"x", b"done here"]
     assert time.monotonic() - start < 10
 
 
 @needs_fork
-def test_children_are_reaped_when_the_first_job_fails():
+def test_children_are_reaped_when_a_job_here_fails():
     def boom():
         raise ValueError("first job")
 
@@ -299,7 +325,7 @@ def test_a_program_compiled_in_parts_gives_the_same_results(monkeypatch, threads
     splits = []
 
     def counted(jobs, **kwargs):
-        splits.append(len(jobs))
+        splits.append((len(jobs), kwargs.get("processes")))
         return run_jobs(jobs, **kwargs)
 
     monkeypatch.setattr(loader, "run_jobs", counted)
@@ -309,7 +335,8 @@ def test_a_program_compiled_in_parts_gives_the_same_results(monkeypatch, threads
         monkeypatch.setenv("XLAC_COMPILE_JOBS", jobs)
         clear_cache()
         results[jobs] = jit(step)(*args)
-    assert len(splits) == 2 and splits[0] == 2 and splits[1] >= 2
+    assert [processes for _, processes in splits] == [2, 4]
+    assert all(parts >= 2 for parts, _ in splits)
     # Bitwise: what LLVM inlines (and so how it vectorises a sum) must not
     # depend on how the module was split.
     for jobs in ("2", "4"):
