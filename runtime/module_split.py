@@ -326,7 +326,8 @@ def split_module(text: str, parts: int = 2, *, min_part_cost: float = 0.0
 
     # Longest processing time first, by groups that stay together.
     total = sum(fn.cost for fn in functions)
-    groups = sorted(_groups(functions, total / (2 * parts)), key=lambda g: -sum(fn.cost for fn in g))
+    groups = sorted(_groups(functions, total / (2 * parts)),
+                    key=lambda g: -sum(fn.cost for fn in g))
     load = [0.0] * parts
     owner: dict[str, int] = {}
     for group in groups:

@@ -50,7 +50,8 @@ def _module(scales=(2.0, 3.0, 5.0, 7.0), inline_helper=False) -> str:
     ]
     for k in range(len(scales)):
         lines += [
-            f'define internal void @"k{k}"(ptr noalias %"out", ptr noalias %"in") nounwind noinline',
+            f'define internal void @"k{k}"(ptr noalias %"out", ptr noalias %"in") '
+            "nounwind noinline",
             "{",
             "entry:",
             f'  %"t" = getelementptr [{len(scales)} x float], ptr @"table", i64 0, i64 {k}',
@@ -149,7 +150,8 @@ def test_merge_duplicates_keeps_one_copy_and_renames_uses():
     # k3 calls the second, identical helper: merged back into one.
     doubled = text.replace('define void @"entry"', helper2 + "\ndefine void @\"entry\"")
     k3 = doubled.index('define internal void @"k3"')
-    doubled = doubled[:k3] + doubled[k3:].replace('call float @"helper"', 'call float @"helper2"', 1)
+    doubled = doubled[:k3] + doubled[k3:].replace('call float @"helper"',
+                                                  'call float @"helper2"', 1)
     merged, removed = merge_duplicates(doubled)
     assert removed == 1 and '@"helper2"' not in merged
     np.testing.assert_array_equal(_run(_compile(merged), 4), _run(_compile(text), 4))
