@@ -133,7 +133,9 @@ def _fork() -> int | None:
         return None
 
 
-def _start(job: Callable[[], bytes]) -> _Child | None:
+def _fork_writer(child: Callable[[int], None]) -> tuple[int, int] | None:
+    """Fork a child that runs ``child(write_fd)`` and exits (status 0 if it
+    returned); returns ``(pid, read_fd)`` here, or None if no child could start."""
     try:
         read_fd, write_fd = os.pipe()
     except OSError:
@@ -147,15 +149,27 @@ def _start(job: Callable[[], bytes]) -> _Child | None:
         status = 1
         try:
             os.close(read_fd)
-            data = bytes(job())
-            view = memoryview(_LENGTH.pack(len(data)) + data)
-            while view:
-                view = view[os.write(write_fd, view):]
+            child(write_fd)
             status = 0
         finally:
             os._exit(status)
     os.close(write_fd)
-    return _Child(pid, read_fd)
+    return pid, read_fd
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _start(job: Callable[[], bytes]) -> _Child | None:
+    def child(write_fd: int) -> None:
+        data = bytes(job())
+        _write_all(write_fd, _LENGTH.pack(len(data)) + data)
+
+    started = _fork_writer(child)
+    return None if started is None else _Child(*started)
 
 
 class _Worker:
@@ -191,32 +205,16 @@ class _Worker:
 
 
 def _start_worker(jobs: Sequence[Callable[[], bytes]], claims: int) -> _Worker | None:
-    try:
-        read_fd, write_fd = os.pipe()
-    except OSError:
-        return None
-    pid = _fork()
-    if pid is None:
-        os.close(read_fd)
-        os.close(write_fd)
-        return None
-    if pid == 0:  # the child: never returns
-        status = 1
-        try:
-            os.close(read_fd)
-            while True:
-                token = os.read(claims, 1)
-                if not token:
-                    break
-                data = bytes(jobs[token[0]]())
-                view = memoryview(_RESULT.pack(token[0], len(data)) + data)
-                while view:
-                    view = view[os.write(write_fd, view):]
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write_fd)
-    return _Worker(pid, read_fd)
+    def child(write_fd: int) -> None:
+        while True:
+            token = os.read(claims, 1)
+            if not token:
+                break
+            data = bytes(jobs[token[0]]())
+            _write_all(write_fd, _RESULT.pack(token[0], len(data)) + data)
+
+    started = _fork_writer(child)
+    return None if started is None else _Worker(*started)
 
 
 def run_jobs(jobs: Sequence[Callable[[], bytes]], *, processes: int | None = None,
