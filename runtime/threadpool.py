@@ -107,12 +107,9 @@ out:
   ret void
 }}
 
-; Claim and run chunks of the current job as thread %idx until none is left.
-define internal void @run_chunks(i64 %idx) {{
-entry:
-  br label %look
-look:
-  %w = load atomic i64, ptr @claim acquire, align 8
+; Claim word: team size (12 bits) | next chunk (14 bits) | chunk count (14 bits).
+; True if a chunk is left and thread %idx belongs to the current team.
+define internal i1 @claimable(i64 %w, i64 %idx) alwaysinline {{
   %team = and i64 %w, 4095
   %next = lshr i64 %w, 12
   %next.m = and i64 %next, 16383
@@ -121,6 +118,16 @@ look:
   %has = icmp ult i64 %next.m, %chunks.m
   %member = icmp ult i64 %idx, %team
   %ok = and i1 %has, %member
+  ret i1 %ok
+}}
+
+; Claim and run chunks of the current job as thread %idx until none is left.
+define internal void @run_chunks(i64 %idx) {{
+entry:
+  br label %look
+look:
+  %w = load atomic i64, ptr @claim acquire, align 8
+  %ok = call i1 @claimable(i64 %w, i64 %idx)
   br i1 %ok, label %try, label %out
 try:
   %w1 = add i64 %w, 4096
@@ -128,6 +135,8 @@ try:
   %won = extractvalue {{ i64, i1 }} %pair, 1
   br i1 %won, label %run, label %look
 run:
+  %next = lshr i64 %w, 12
+  %next.m = and i64 %next, 16383
   %fn = load ptr, ptr @job_fn, align 8
   %ctx = load ptr, ptr @job_ctx, align 8
   call void %fn(ptr %ctx, i64 %next.m, i64 %idx)
@@ -139,14 +148,7 @@ out:
 
 define internal i1 @has_work(i64 %idx) {{
   %w = load atomic i64, ptr @claim seq_cst, align 8
-  %team = and i64 %w, 4095
-  %next = lshr i64 %w, 12
-  %next.m = and i64 %next, 16383
-  %chunks = lshr i64 %w, 26
-  %chunks.m = and i64 %chunks, 16383
-  %has = icmp ult i64 %next.m, %chunks.m
-  %member = icmp ult i64 %idx, %team
-  %ok = and i1 %has, %member
+  %ok = call i1 @claimable(i64 %w, i64 %idx)
   %st = load atomic i32, ptr @stop seq_cst, align 4
   %stopping = icmp ne i32 %st, 0
   %r = or i1 %ok, %stopping
