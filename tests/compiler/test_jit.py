@@ -197,19 +197,13 @@ def test_lower_as_text_is_the_ir_and_parses_back():
     assert text.startswith("func @") and "exp" in text and "reduce_sum" in text
     assert "test_jit.py:" in text                 # the user's line of every traced op
     assert f.cache_size == 1                      # lowering traces (and caches) like a call
-    parse = getattr(ir, "parse_function", None)
-    if parse is None:
-        pytest.skip("ir.parse_function does not exist yet")
-    assert ir.print_function(parse(text)) == text
+    assert ir.print_function(ir.parse_function(text)) == text
 
 
 def test_lower_of_a_gradient_parses_back():
-    parse = getattr(ir, "parse_function", None)
-    if parse is None:
-        pytest.skip("ir.parse_function does not exist yet")
     text = jit(functional.grad(lambda w: nn.logsumexp(w * 2.0))).lower(A).as_text()
     assert "(grad)" in text
-    assert ir.print_function(parse(text)) == text
+    assert ir.print_function(ir.parse_function(text)) == text
 
 
 def test_lower_other_kinds():
