@@ -41,6 +41,12 @@ def _const(value: int) -> ll.Constant:
     return index_constant(value)
 
 
+def _block(b, i, base, size: int, end):
+    """Start and extent of block ``i`` of ``size`` in ``[base, end)`` (the last may be short)."""
+    start = b.add(base, b.mul(i, _const(size), flags=_NUW_NSW), flags=_NUW_NSW)
+    return start, _umin(b, _const(size), b.sub(end, start))
+
+
 def _umin(b: ll.IRBuilder, x, y):
     return b.select(b.icmp_unsigned("<", x, y), x, y)
 
@@ -265,8 +271,7 @@ def _emit_gemm_body(b: ll.IRBuilder, plan: GemmPlan, c, a, bmat, ws, b0, b1, r0,
             a_b = _gep(b, a, b.mul(batch, _const(m * k), flags=_NUW_NSW), etype)
             b_b = _gep(b, bmat, b.mul(batch, _const(k * n), flags=_NUW_NSW), etype)
             with counted_loop(b, _ceil_div(b, b.sub(r1, r0), plan.mc), name="ic") as ic_i:
-                ic = b.add(r0, b.mul(ic_i, _const(plan.mc), flags=_NUW_NSW), flags=_NUW_NSW)
-                mcur = _umin(b, _const(plan.mc), b.sub(r1, ic))
+                ic, mcur = _block(b, ic_i, r0, plan.mc, r1)
                 with counted_loop(b, _const(-(-k // plan.kc)), name="pc") as pc_i:
                     pc = b.mul(pc_i, _const(plan.kc), flags=_NUW_NSW)
                     kcur = _umin(b, _const(plan.kc), b.sub(_const(k), pc))
@@ -288,9 +293,7 @@ def _emit_gemm_body(b: ll.IRBuilder, plan: GemmPlan, c, a, bmat, ws, b0, b1, r0,
                             with if_then(b, last, name="epilogue"):
                                 epilogue.apply(b, c, extra, batch, row, col, rows, cols)
                     with counted_loop(b, _ceil_div(b, b.sub(c1, c0), plan.nc), name="jc") as jc_i:
-                        jc = b.add(c0, b.mul(jc_i, _const(plan.nc), flags=_NUW_NSW),
-                                   flags=_NUW_NSW)
-                        ncur = _umin(b, _const(plan.nc), b.sub(c1, jc))
+                        jc, ncur = _block(b, jc_i, c0, plan.nc, c1)
                         b_src = _gep(b, b_b, b.add(b.mul(pc, _const(b_stride_k)),
                                                    b.mul(jc, _const(b_stride_n))), etype)
                         if plan.pack_b:
