@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-__all__ = ["Contender", "measure", "report", "optional_jax", "optional_torch", "set_threads"]
+__all__ = ["Contender", "measure", "measure_isolated", "serve", "report", "optional_jax",
+           "optional_torch", "set_threads"]
 
 
 @dataclass
@@ -57,6 +60,62 @@ def measure(contenders: list[Contender], *, rounds: int = 15, warmup: int = 3,
                 c.run()
             c.samples.append((time.perf_counter() - start) / n)
     return contenders
+
+
+def measure_isolated(commands: dict[str, list[str]], *, rounds: int = 15, warmup: int = 3,
+                     min_seconds: float = 0.02, settle: float = 0.1) -> list[Contender]:
+    """Like ``measure``, but each contender runs in a process of its own.
+
+    ``commands`` maps a contender's name to the argv of a child that calls
+    ``serve``. Rounds stay interleaved (the parent asks each child in turn for
+    one sample), but no library shares a process with another: in one process,
+    OpenBLAS, OpenMP and XLA each keep a pool of worker threads, and with more
+    pool threads than cores they preempt one another, which made every
+    contender slower than it is alone.
+    """
+    children = {name: subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       text=True, bufsize=1)
+                for name, argv in commands.items()}
+    contenders = [Contender(name, run=None) for name in commands]
+
+    def ask(name: str, request: str) -> float:
+        child = children[name]
+        child.stdin.write(request + "\n")
+        child.stdin.flush()
+        answer = child.stdout.readline()
+        if not answer:
+            raise SystemExit(f"benchmark child {name!r} died (its stderr is above)")
+        return float(answer)
+
+    try:
+        inner = {}
+        for c in contenders:
+            ask(c.name, f"run {warmup}")
+            n, seconds = 1, ask(c.name, "run 1")
+            while seconds < min_seconds:
+                n *= 2
+                seconds = ask(c.name, f"run {n}")
+            inner[c.name] = n
+        for _ in range(rounds):
+            for c in contenders:
+                time.sleep(settle)
+                c.samples.append(ask(c.name, f"run {inner[c.name]}") / inner[c.name])
+    finally:
+        for child in children.values():
+            child.stdin.close()
+            child.wait(timeout=60)
+    return contenders
+
+
+def serve(run: Callable[[], object]) -> None:
+    """The child's side of ``measure_isolated``: answer ``run N`` with the seconds
+    N back-to-back calls of ``run`` took, until stdin closes."""
+    for line in sys.stdin:
+        n = int(line.split()[1])
+        start = time.perf_counter()
+        for _ in range(n):
+            run()
+        print(time.perf_counter() - start, flush=True)
 
 
 def report(title: str, contenders: list[Contender], baseline: str, extra: Callable[[Contender], str] | None = None) -> str:

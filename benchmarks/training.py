@@ -9,6 +9,9 @@ W4  one MLP training step: x f32[256,784], int32 labels, W1[784,512] b1[512]
     SGD lr=0.01, returning the loss and the new parameters; xla-py jit (with
     and without donation) against a hand-written numpy step, JAX jit with
     donation and PyTorch eager. Targets: no slower than numpy; 0.85x JAX.
+    Each contender runs in a process of its own, rounds still interleaved
+    (harness.measure_isolated): in one process the idle worker pools of
+    OpenBLAS, OpenMP and XLA outnumber the cores and slow whoever runs next.
 W5  compile latency of that step in a fresh process: the first call minus a
     steady-state call, cold (empty compile cache) and warm (populated cache),
     against JAX's cold first call (and JAX with its persistent cache).
@@ -56,8 +59,8 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from harness import (Contender, measure, optional_jax, optional_torch, report,  # noqa: E402
-                     set_threads)
+from harness import (Contender, measure, measure_isolated, optional_jax,  # noqa: E402
+                     optional_torch, report, serve, set_threads)
 
 SIZES = (784, 512, 512, 10)
 BATCH = 256
@@ -164,53 +167,82 @@ def torch_step(torch):
 # -- W4 --------------------------------------------------------------------------------
 
 
-def w4(rounds: int) -> None:
-    from compiler import jit
+def w4_contenders() -> dict:
+    """Each W4 contender's name and a factory that builds its one-step callable
+    (imports happen in the factory, so a child process loads one library only)."""
 
-    params, x, labels = make_problem()
-    contenders = []
+    def numpy_run():
+        params, x, labels = make_problem()
+        return lambda: numpy_step(params, x, labels)
 
-    numpy_params = copy_params(params)
-    contenders.append(Contender("numpy (hand-written)",
-                                lambda: numpy_step(numpy_params, x, labels)))
+    def xla_run(donate: bool):
+        from compiler import jit
 
-    donating = jit(xla_step(), donate_argnums=0)
-    state = {"params": copy_params(params)}
+        params, x, labels = make_problem()
+        if not donate:
+            plain = jit(xla_step())
+            return lambda: plain(params, x, labels)
+        donating = jit(xla_step(), donate_argnums=0)
+        state = {"params": params}
 
-    def run_donating():
-        state["params"], loss = donating(state["params"], x, labels)
-        return loss
+        def run():
+            state["params"], loss = donating(state["params"], x, labels)
+            return loss
 
-    plain = jit(xla_step())
-    plain_params = copy_params(params)
-    contenders.append(Contender("xla-py jit (donated)", run_donating))
-    contenders.append(Contender("xla-py jit (no donation)", lambda: plain(plain_params, x, labels)))
+        return run
 
-    jax = optional_jax()
-    if jax is not None:
+    def jax_run():
+        jax = optional_jax()
+        params, x, labels = make_problem()
         jstep = jax_step(jax)
-        jstate = {"params": jax.tree_util.tree_map(jax.numpy.asarray, copy_params(params))}
+        state = {"params": jax.tree_util.tree_map(jax.numpy.asarray, params)}
         jx, jl = jax.numpy.asarray(x), jax.numpy.asarray(labels)
 
-        def run_jax():
-            jstate["params"], loss = jstep(jstate["params"], jx, jl)
+        def run():
+            state["params"], loss = jstep(state["params"], jx, jl)
             loss.block_until_ready()
 
-        contenders.append(Contender("JAX jit (donated)", run_jax))
-    torch = optional_torch()
-    if torch is not None:
-        tparams = {k: torch.tensor(v, requires_grad=True) for k, v in copy_params(params).items()}
+        return run
+
+    def torch_run():
+        torch = optional_torch()
+        params, x, labels = make_problem()
+        tparams = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
         tx, tl = torch.from_numpy(x), torch.from_numpy(labels.astype(np.int64))
         tstep = torch_step(torch)
-        contenders.append(Contender("PyTorch eager", lambda: tstep(tparams, tx, tl)))
+        return lambda: tstep(tparams, tx, tl)
 
-    _check_w4_agreement(params, x, labels, donating, jax, torch)
-    measure(contenders, rounds=rounds, warmup=3, min_seconds=0.05)
-    report("W4: one MLP training step (256x784 -> 512 -> 512 -> 10, SGD)", contenders,
+    contenders = {"numpy (hand-written)": numpy_run,
+                  "xla-py jit (donated)": lambda: xla_run(True),
+                  "xla-py jit (no donation)": lambda: xla_run(False)}
+    if optional_jax() is not None:
+        contenders["JAX jit (donated)"] = jax_run
+    if optional_torch() is not None:
+        contenders["PyTorch eager"] = torch_run
+    return contenders
+
+
+def w4(rounds: int, shared_process: bool) -> None:
+    """W4 side by side. By default each contender runs in a process of its own
+    (``measure_isolated``); ``--shared-process`` runs them all in this one."""
+    params, x, labels = make_problem()
+    _check_w4_agreement(params, x, labels, optional_jax(), optional_torch())
+    factories = w4_contenders()
+    if shared_process:
+        contenders = [Contender(name, factory()) for name, factory in factories.items()]
+        measure(contenders, rounds=rounds, warmup=3, min_seconds=0.05, settle=0.15)
+        where = "all in one process"
+    else:
+        script = str(pathlib.Path(__file__).resolve())
+        contenders = measure_isolated(
+            {name: [sys.executable, script, "--serve-w4", name] for name in factories},
+            rounds=rounds, warmup=3, min_seconds=0.05, settle=0.1)
+        where = "each in a process of its own"
+    report(f"W4: one MLP training step (256x784 -> 512 -> 512 -> 10, SGD; {where})", contenders,
            "numpy (hand-written)")
 
 
-def _check_w4_agreement(params, x, labels, donating, jax, torch) -> None:
+def _check_w4_agreement(params, x, labels, jax, torch) -> None:
     """One step from the same start in every framework: the losses must agree."""
     from compiler import jit
 
@@ -350,10 +382,19 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds (W4, W6)")
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per W5 contender")
     parser.add_argument("--threads", type=int, help="threads for every library")
+    parser.add_argument("--shared-process", action="store_true",
+                        help="W4: run every contender in this process (their thread pools "
+                             "then compete for the cores)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-w4", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         child(args.child)
+        return
+    if args.serve_w4:
+        if args.threads:
+            set_threads(args.threads)
+        serve(w4_contenders()[args.serve_w4]())
         return
     if args.threads:
         set_threads(args.threads)
@@ -362,7 +403,7 @@ def main(argv=None) -> None:
     if "W6" in wanted:
         w6(args.rounds)
     if "W4" in wanted:
-        w4(args.rounds)
+        w4(args.rounds, args.shared_process)
     if "W5" in wanted:
         w5(args.repeats)
 
