@@ -1,6 +1,7 @@
 """``xlac cache info|list|clear``: look at or empty the persistent compile cache.
 
-    xlac cache info  [--cache-dir DIR]   folder, entry count, size
+    xlac cache info  [--cache-dir DIR]   folder, entry count, size (and its limit,
+                                         $XLAC_CACHE_MAX_MB, default 1024 MiB)
     xlac cache list  [--cache-dir DIR]   one line per entry: program, size, age, CPU
     xlac cache clear [--cache-dir DIR]   delete every entry
 
@@ -37,8 +38,9 @@ def run_cache_command(args: argparse.Namespace) -> int:
         print(f"removed {cache.clear()} entr(ies) from {cache.directory}")
         return 0
     info = cache.info()
+    limit = f" of at most {_size(info['max_bytes'])}" if info["max_bytes"] else " (no size limit)"
     print(f"compile cache: {info['directory']}\n"
-          f"  {info['entries']} entr(ies), {_size(info['bytes'])}")
+          f"  {info['entries']} entr(ies), {_size(info['bytes'])}{limit}")
     if args.action == "list":
         now = time.time()
         for path in cache.entries():

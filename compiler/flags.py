@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from runtime.cache import CACHE_DIR_ENV
+from runtime.cache import CACHE_DIR_ENV, CACHE_MAX_ENV, DEFAULT_MAX_MB
 from runtime.forked import JOBS_ENV
 
 __all__ = ["Flag", "FLAGS", "get"]
@@ -48,12 +48,16 @@ _define("scalar_libm", "XLAC_SCALAR_LIBM", None,
 _define("cache_dir", CACHE_DIR_ENV, None,
         "folder of the persistent compile cache (default $XDG_CACHE_HOME/xla-py or "
         "~/.cache/xla-py); 'off' disables it")
+_define("cache_max_mb", CACHE_MAX_ENV, str(DEFAULT_MAX_MB),
+        "size limit of the compile cache folder in MiB; least recently used entries go "
+        "first (0: no limit)")
 _define("compile_jobs", JOBS_ENV, None,
         "processes that compile one large program in parts (default: the usable cores, "
         "up to 4; 1: all in this process); read when a program is compiled")
 
 # Knobs that never change the generated code, so they stay out of compile-cache keys.
-NOT_IN_CACHE_KEY = frozenset({"dump_dir", "verify_passes", "cache_dir", "compile_jobs"})
+NOT_IN_CACHE_KEY = frozenset({"dump_dir", "verify_passes", "cache_dir", "cache_max_mb",
+                              "compile_jobs"})
 
 FLAGS = dict(_DEFINED)
 

@@ -32,6 +32,14 @@ with several processes compiling the same program at once.
 
 The default folder is ``$XLAC_CACHE_DIR``, else ``$XDG_CACHE_HOME/xla-py``,
 else ``~/.cache/xla-py``; ``XLAC_CACHE_DIR=off`` disables the cache.
+
+NOTE: [Size limit]
+The folder holds at most ``$XLAC_CACHE_MAX_MB`` MiB (default 1024; 0 means no
+limit). After each store, entries beyond the limit are deleted least recently
+used first: a hit touches its entry's mtime, so "oldest mtime" is "longest
+unused" whether or not the file system records access times. Eviction only
+runs after a store, which follows a compile of tens to hundreds of ms, so the
+directory listing it needs costs nothing noticeable.
 """
 
 from __future__ import annotations
@@ -57,17 +65,32 @@ from ir.dtypes import TensorType
 from ir.parser import parse_type
 from runtime.target import host_target
 
-__all__ = ["CACHE_DIR_ENV", "DISABLED_VALUES", "CacheEvent", "CacheStats", "CompileCache",
+__all__ = ["CACHE_DIR_ENV", "CACHE_MAX_ENV", "DISABLED_VALUES", "default_max_bytes", "CacheEvent", "CacheStats", "CompileCache",
            "ProgramInfo", "default_cache_dir", "environment", "source_fingerprint", "cache_stats",
            "reset_cache_stats", "cached_object"]
 
 CACHE_DIR_ENV = "XLAC_CACHE_DIR"  # mirrored by compiler/flags.py ("cache_dir")
+CACHE_MAX_ENV = "XLAC_CACHE_MAX_MB"  # mirrored by compiler/flags.py ("cache_max_mb")
+DEFAULT_MAX_MB = 1024
 DISABLED_VALUES = ("off", "0", "none", "false")
 FORMAT_VERSION = 1
 _MAGIC = b"XLACOBJ1"
 _PREFIX = struct.Struct("<8sIQ32s")  # magic, header length, payload length, sha256
 _SUFFIX = ".xo"
 _RUNTIME_DIR = pathlib.Path(__file__).resolve().parent
+
+
+def default_max_bytes() -> int | None:
+    """The size limit from ``$XLAC_CACHE_MAX_MB`` (None: no limit)."""
+    configured = os.environ.get(CACHE_MAX_ENV, "").strip()
+    try:
+        megabytes = float(configured) if configured else DEFAULT_MAX_MB
+    except ValueError:
+        raise ValueError(f"{CACHE_MAX_ENV}={configured!r}: expected a number of MiB "
+                         "(0 for no limit)") from None
+    if megabytes < 0:
+        raise ValueError(f"{CACHE_MAX_ENV}={configured!r}: the limit cannot be negative")
+    return int(megabytes * 2 ** 20) if megabytes else None
 
 
 def default_cache_dir() -> pathlib.Path | None:
@@ -241,14 +264,18 @@ class CompileCache:
     ``CompileCache()`` the default folder (``default_cache_dir()``). A cache
     without a directory (``"off"``, or ``use_default=False``) is disabled:
     every lookup misses with reason "disabled" and nothing is stored.
+    ``max_bytes`` bounds the folder's size (default ``default_max_bytes()``;
+    0 or None: no limit); see the size-limit note above.
     """
 
-    def __init__(self, directory: os.PathLike | str | None = None, *, use_default: bool = True):
+    def __init__(self, directory: os.PathLike | str | None = None, *, use_default: bool = True,
+                 max_bytes: int | None | str = "default"):
         if directory is None and use_default:
             directory = default_cache_dir()
         elif isinstance(directory, str) and directory.strip().lower() in DISABLED_VALUES + ("",):
             directory = None
         self.directory = pathlib.Path(directory).expanduser() if directory is not None else None
+        self.max_bytes = default_max_bytes() if max_bytes == "default" else (max_bytes or None)
 
     @property
     def enabled(self) -> bool:
@@ -294,6 +321,10 @@ class CompileCache:
             _record(CacheEvent("miss", program, key, reason), error=True)
             self._discard(path)
             return None
+        try:
+            os.utime(path)  # most recently used: evicted last (see the size-limit note)
+        except OSError:
+            pass
         _record(CacheEvent("hit", program, key, seconds=time.perf_counter() - start))
         return payload, info
 
@@ -349,16 +380,46 @@ class CompileCache:
             _warn_unwritable(self.directory, error)
             return None
         _record(CacheEvent("store", info.name, key))
+        self.evict(keep=self.path(key))
         return self.path(key)
 
     # -- housekeeping -----------------------------------------------------------------
 
     def entries(self) -> list[pathlib.Path]:
-        """The entry files, oldest first."""
+        """The entry files, least recently used first."""
         if self.directory is None or not self.directory.is_dir():
             return []
-        paths = [p for p in self.directory.glob(f"*{_SUFFIX}") if not p.name.startswith(".")]
-        return sorted(paths, key=lambda p: p.stat().st_mtime)
+        stamped = []
+        for path in self.directory.glob(f"*{_SUFFIX}"):
+            try:
+                if not path.name.startswith("."):
+                    stamped.append((path.stat().st_mtime, path))
+            except OSError:  # deleted by another process meanwhile
+                continue
+        return [path for _, path in sorted(stamped)]
+
+    def evict(self, keep: pathlib.Path | None = None) -> int:
+        """Delete least recently used entries until the folder fits ``max_bytes``
+        (never ``keep``, the entry just stored); returns how many were deleted."""
+        if self.max_bytes is None:
+            return 0
+        sized = []
+        for path in self.entries():
+            try:
+                sized.append((path, path.stat().st_size))
+            except OSError:  # deleted by another process meanwhile
+                continue
+        total = sum(size for _, size in sized)
+        removed = 0
+        for path, size in sized:
+            if total <= self.max_bytes:
+                break
+            if path == keep:
+                continue
+            _unlink(path)
+            total -= size
+            removed += 1
+        return removed
 
     def clear(self) -> int:
         """Delete every entry (and stray temporary files); returns how many entries."""
@@ -378,6 +439,7 @@ class CompileCache:
             "enabled": self.enabled,
             "entries": len(entries),
             "bytes": sum(p.stat().st_size for p in entries),
+            "max_bytes": self.max_bytes,
         }
 
     def describe(self, path: pathlib.Path) -> dict:

@@ -175,6 +175,49 @@ def test_clear_info_and_disabled(tmp_path):
     assert [(e.outcome, e.reason) for e in _events(before)] == [("miss", "disabled")]
 
 
+def test_the_folder_stays_under_its_size_limit_least_recently_used_first(tmp_path):
+    unlimited = CompileCache(tmp_path, max_bytes=0)
+    programs = [_program(scale=float(s)) for s in range(2, 6)]
+    for program in programs:
+        compile_function(program, cache=unlimited)
+    entries = unlimited.entries()
+    sizes = [p.stat().st_size for p in entries]
+    assert len(entries) == 4 and unlimited.evict() == 0  # no limit: nothing goes
+    # Make the order unambiguous (mtime granularity), then use the oldest entry:
+    # a hit makes it the most recently used, so it survives eviction.
+    for age, path in enumerate(reversed(entries)):
+        os.utime(path, (1e9 - age * 100, 1e9 - age * 100))
+    oldest, second = entries[0], entries[1]
+    before = _count_events()
+    compile_function(programs[0], cache=unlimited)
+    assert [e.outcome for e in _events(before)] == ["hit"]
+    assert unlimited.entries()[-1] == oldest
+
+    limited = CompileCache(tmp_path, max_bytes=sum(sizes) - 1)
+    assert limited.evict() == 1
+    assert not second.exists() and oldest.exists() and len(limited.entries()) == 3
+    assert limited.info()["max_bytes"] == sum(sizes) - 1
+
+    # A store evicts as it goes, but never the entry it just wrote.
+    tiny = CompileCache(tmp_path, max_bytes=1)
+    compile_function(_program(scale=9.0), cache=tiny)
+    assert len(tiny.entries()) == 1
+
+
+def test_size_limit_from_the_environment(monkeypatch):
+    from runtime.cache import default_max_bytes
+
+    monkeypatch.delenv("XLAC_CACHE_MAX_MB", raising=False)
+    assert default_max_bytes() == 1024 * 2 ** 20
+    monkeypatch.setenv("XLAC_CACHE_MAX_MB", "0.5")
+    assert default_max_bytes() == 2 ** 19 and CompileCache("off").max_bytes == 2 ** 19
+    monkeypatch.setenv("XLAC_CACHE_MAX_MB", "0")
+    assert default_max_bytes() is None
+    monkeypatch.setenv("XLAC_CACHE_MAX_MB", "lots")
+    with pytest.raises(ValueError, match="XLAC_CACHE_MAX_MB='lots'"):
+        default_max_bytes()
+
+
 def test_default_folder_follows_the_environment(monkeypatch, tmp_path):
     from runtime.cache import default_cache_dir
 
@@ -193,6 +236,7 @@ def test_flag_is_defined_once_and_mirrors_the_runtime():
     from compiler import flags
 
     assert flags.FLAGS["cache_dir"].env == runtime.cache.CACHE_DIR_ENV == "XLAC_CACHE_DIR"
+    assert flags.FLAGS["cache_max_mb"].env == runtime.cache.CACHE_MAX_ENV == "XLAC_CACHE_MAX_MB"
 
 
 def test_a_changed_knob_changes_the_key(tmp_path, monkeypatch):
