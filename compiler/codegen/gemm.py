@@ -10,8 +10,9 @@ computes the output rows ``[r0, r1)`` and columns ``[c0, c1)`` of batches
     void gemm(ptr c, ptr a, ptr b, ptr ws, ptr epilogue..., i64 b0, i64 b1,
               i64 r0, i64 r1, i64 c0, i64 c1)
 
-A product split by rows shares its packed blocks between the threads
-([Shared packing] in gemm_plan.py: ``_emit_shared_rows``). Shares along rows
+A product split by rows shares its packed blocks between the threads, one
+fork-join per (k block, column block) step ([Shared packing] in
+gemm_plan.py: ``_emit_shared_rows``). Shares along rows
 (columns) are whole micro-tiles, so only the chunk holding the last rows
 (columns) meets the edge tile, and every output element is written by exactly
 one thread with the same arithmetic as the serial code: results do not
@@ -28,8 +29,9 @@ import llvmlite.ir as ll
 
 from compiler.codegen.gemm_kernel import PanelLayout, micro_kernel
 from compiler.codegen.gemm_pack import counted_loop, if_then, pack_block
-from compiler.codegen.gemm_plan import GemmPlan
-from compiler.codegen.llvm_types import I8, I64, PTR, VOID, index_constant, value_type
+from compiler.codegen.errors import LoweringError
+from compiler.codegen.gemm_plan import GemmPlan, even_shares
+from compiler.codegen.llvm_types import I8, I32, I64, PTR, VOID, index_constant, value_type
 from compiler.codegen.parallel import emit_parallel
 
 __all__ = ["Epilogue", "emit_gemm"]
@@ -120,10 +122,38 @@ def _strides(plan: GemmPlan) -> tuple[int, int, int, int]:
     return a_stride_m, a_stride_k, b_stride_k, b_stride_n
 
 
-def _share(units: int, chunks: int) -> tuple[int, int]:
-    """(chunks, units per chunk) for ``units`` split into about ``chunks``."""
-    per = -(-units // max(1, min(units, chunks)))
-    return -(-units // per), per
+# A chunk table entry: kind << 40 | lo << 20 | hi (tile rows or B panels [lo, hi)).
+_TILES, _PACK = 0, 1
+_FIELD_BITS = 20
+
+
+def _schedule(plan: GemmPlan) -> list[tuple[int, int, int]]:
+    """The chunks of one shared step: (kind, lo, hi), see [Shared packing]."""
+    tiles = plan.row_shares
+    packs = []
+    if plan.pack_b and plan.shared_steps > 1:
+        packs = even_shares(-(-plan.shared_cols // plan.nr), 2 * plan.threads)
+    # The next step's packing goes in the middle: done while tile chunks remain
+    # to even out the finishing times.
+    entries, half = [], tiles[-1][1] / 2
+    for lo, hi in tiles:
+        entries.append((_TILES, lo, hi))
+        if packs and hi >= half:
+            entries += [(_PACK, p_lo, p_hi) for p_lo, p_hi in packs]
+            packs = []
+    if max(hi for _, _, hi in entries) >= 1 << _FIELD_BITS:
+        raise LoweringError(f"GEMM too large for its chunk table: {plan.shape}")
+    return entries
+
+
+def _schedule_table(module: ll.Module, name: str, entries) -> ll.GlobalVariable:
+    words = [kind << (2 * _FIELD_BITS) | lo << _FIELD_BITS | hi for kind, lo, hi in entries]
+    table_type = ll.ArrayType(I64, len(words))
+    table = ll.GlobalVariable(module, table_type, f"{name}.schedule")
+    table.global_constant = True
+    table.linkage = "internal"
+    table.initializer = ll.Constant(table_type, words)
+    return table
 
 
 def _emit_shared_rows(b: ll.IRBuilder, plan: GemmPlan, name: str, c, a, bmat, scratch,
@@ -134,51 +164,65 @@ def _emit_shared_rows(b: ll.IRBuilder, plan: GemmPlan, name: str, c, a, bmat, sc
     etype = value_type(shape.dtype)
     a_stride_m, a_stride_k, b_stride_k, b_stride_n = _strides(plan)
     extra = list(epilogue.pointers) if epilogue is not None else []
-    team, k_blocks = plan.threads, -(-k // plan.kc)
-    a_pack = scratch
-    b_pack = _gep(b, scratch, _const(plan.shared_a_bytes), I8) if plan.pack_b else None
+    team, steps = plan.threads, plan.shared_steps
+    cols = plan.shared_cols
+    col_blocks = -(-n // cols)
+    null = ll.Constant(PTR, None)
+    a_pack = scratch if plan.pack_a else null
+    b_packs = _gep(b, scratch, _const(plan.shared_a_bytes), I8) if plan.pack_b else null
 
-    def pack_a(inner, values, chunk, thread, per):
-        a_b, ap, pc, kcur = values
-        lo = inner.mul(chunk, _const(per * mr))
-        hi = _umin(inner, inner.add(lo, _const(per * mr)), _const(m))
-        src = _gep(inner, a_b, inner.add(inner.mul(lo, _const(a_stride_m)),
-                                         inner.mul(pc, _const(a_stride_k))), etype)
-        pack_block(inner, etype=etype, dst=_gep(inner, ap, inner.mul(lo, kcur), etype), src=src,
-                   extent=inner.sub(hi, lo), depth=kcur, width=mr, edge=m % mr,
-                   stride_t=a_stride_m, stride_k=a_stride_k, pad=False, name="packa",
-                   lanes=plan.lanes)
+    def step_of(inner, s):
+        """(pc, kcur, jb, nb, packed B) of step ``s``: k blocks outside, column blocks in."""
+        pc = inner.mul(inner.udiv(s, _const(col_blocks)), _const(plan.kc))
+        jb = inner.mul(inner.urem(s, _const(col_blocks)), _const(cols))
+        kcur = _umin(inner, _const(plan.kc), inner.sub(_const(k), pc))
+        nb = _umin(inner, _const(cols), inner.sub(_const(n), jb))
+        return pc, kcur, jb, nb
 
-    def pack_b(inner, values, chunk, thread, per):
-        b_b, bp, pc, kcur, jb, nb = values
-        lo = inner.mul(chunk, _const(per * nr))
-        hi = _umin(inner, inner.add(lo, _const(per * nr)), nb)
-        with if_then(inner, inner.icmp_unsigned("<", lo, hi), name="some"):
+    def b_buffer(inner, b_packs_in, s):
+        if steps == 1:
+            return b_packs_in
+        offset = inner.mul(inner.urem(s, _const(2)), _const(plan.shared_b_bytes))
+        return _gep(inner, b_packs_in, offset, I8)
+
+    def pack_b(inner, b_b, b_packs_in, s, lo, hi):
+        """B panels [lo, hi) of step ``s`` (those within its column block)."""
+        pc, kcur, jb, nb = step_of(inner, s)
+        first = inner.mul(lo, _const(nr))
+        last = _umin(inner, inner.mul(hi, _const(nr)), nb)
+        with if_then(inner, inner.icmp_unsigned("<", first, last), name="some"):
             src = _gep(inner, b_b, inner.add(inner.mul(pc, _const(b_stride_k)),
-                                             inner.mul(inner.add(jb, lo), _const(b_stride_n))),
-                       etype)
-            pack_block(inner, etype=etype, dst=_gep(inner, bp, inner.mul(lo, kcur), etype),
-                       src=src, extent=inner.sub(hi, lo), depth=kcur, width=nr, edge=n % nr,
-                       stride_t=b_stride_n, stride_k=b_stride_k, pad=True, name="packb",
-                       lanes=plan.lanes)
+                                             inner.mul(inner.add(jb, first),
+                                                       _const(b_stride_n))), etype)
+            dst = _gep(inner, b_buffer(inner, b_packs_in, s), inner.mul(first, kcur), etype)
+            pack_block(inner, etype=etype, dst=dst, src=src, extent=inner.sub(last, first),
+                       depth=kcur, width=nr, edge=n % nr, stride_t=b_stride_n,
+                       stride_k=b_stride_k, pad=True, name="packb", lanes=plan.lanes)
 
-    def tiles(inner, values, chunk, thread):
-        c_b, a_src, ap, b_src, bp, pc, kcur, jb, nb, batch, c_base, *extra_in = values
-        row = inner.mul(chunk, _const(plan.chunk_units * mr))
-        mcur = inner.sub(_umin(inner, inner.add(row, _const(plan.chunk_units * mr)), _const(m)),
-                         row)
+    def tiles(inner, c_b, a_b, ap, b_b, b_packs_in, s, batch, c_base, extra_in, lo, hi):
+        """Row tiles [lo, hi) of step ``s``; their A rows are packed here, by the
+        chunk that uses them (in the step of the first column block)."""
+        pc, kcur, jb, nb = step_of(inner, s)
+        row = inner.mul(lo, _const(mr))
+        mcur = inner.sub(_umin(inner, inner.mul(hi, _const(mr)), _const(m)), row)
+        a_src = _gep(inner, a_b, inner.add(inner.mul(row, _const(a_stride_m)),
+                                           inner.mul(pc, _const(a_stride_k))), etype)
         if plan.pack_a:
             a_block = _gep(inner, ap, inner.mul(row, kcur), etype)
+            with if_then(inner, inner.icmp_unsigned("==", jb, _const(0)), name="a"):
+                pack_block(inner, etype=etype, dst=a_block, src=a_src, extent=mcur,
+                           depth=kcur, width=mr, edge=m % mr, stride_t=a_stride_m,
+                           stride_k=a_stride_k, pad=False, name="packa", lanes=plan.lanes)
         else:
-            a_block = _gep(inner, a_src, inner.add(inner.mul(row, _const(a_stride_m)),
-                                                   inner.mul(pc, _const(a_stride_k))), etype)
+            a_block = a_src
         accumulate = inner.icmp_unsigned("!=", pc, _const(0))
         last = inner.icmp_unsigned("==", inner.add(pc, kcur), _const(k))
         finish = None
         if epilogue is not None:
-            def finish(fb, r, col, rows, cols):
+            def finish(fb, r, col, rows, cols_):
                 with if_then(fb, last, name="epilogue"):
-                    epilogue.apply(fb, c_base, extra_in, batch, r, col, rows, cols)
+                    epilogue.apply(fb, c_base, extra_in, batch, r, col, rows, cols_)
+        bp = b_buffer(inner, b_packs_in, s) if plan.pack_b else None
         # L2-sized column blocks of the shared B block.
         with counted_loop(inner, _ceil_div(inner, nb, plan.nc), name="jc") as jc_i:
             offset = inner.mul(jc_i, _const(plan.nc))
@@ -187,49 +231,53 @@ def _emit_shared_rows(b: ll.IRBuilder, plan: GemmPlan, name: str, c, a, bmat, sc
             if plan.pack_b:
                 b_block = _gep(inner, bp, inner.mul(offset, kcur), etype)
             else:
-                b_block = _gep(inner, b_src, inner.add(inner.mul(pc, _const(b_stride_k)), col),
+                b_block = _gep(inner, b_b, inner.add(inner.mul(pc, _const(b_stride_k)), col),
                                etype)
             _emit_tiles(inner, plan, etype, c_b, a_block, b_block, row, mcur, col, ncur, kcur,
                         accumulate, finish)
 
-    null = ll.Constant(PTR, None)
+    entries = _schedule(plan)
+    table = _schedule_table(b.module, name, entries)
+    field = _const((1 << _FIELD_BITS) - 1)
+
+    def step_body(inner, values, chunk, thread) -> None:
+        c_b, a_b, ap, b_b, b_packs_in, s, batch, c_base, *extra_in = values
+        slot = inner.gep(table, [ll.Constant(I32, 0), chunk], inbounds=True,
+                         source_etype=table.value_type)
+        word = inner.load(slot, typ=I64, align=8)
+        kind = inner.lshr(word, _const(2 * _FIELD_BITS))
+        lo = inner.and_(inner.lshr(word, _const(_FIELD_BITS)), field)
+        hi = inner.and_(word, field)
+        with if_then(inner, inner.icmp_unsigned("==", kind, _const(_TILES)), name="tiles"):
+            tiles(inner, c_b, a_b, ap, b_b, b_packs_in, s, batch, c_base, extra_in, lo, hi)
+        if any(kind_ == _PACK for kind_, _, _ in entries):
+            next_s = inner.add(s, _const(1))
+            is_pack = inner.icmp_unsigned("==", kind, _const(_PACK))
+            more = inner.icmp_unsigned("<", next_s, _const(steps))
+            with if_then(inner, inner.and_(is_pack, more), name="pack"):
+                pack_b(inner, b_b, b_packs_in, next_s, lo, hi)
+
+    first_packs = even_shares(-(-min(cols, n) // nr), 2 * team)
+
+    def first_pack(inner, values, chunk, thread) -> None:
+        b_b, b_packs_in = values
+        slot = inner.gep(first_table, [ll.Constant(I32, 0), chunk], inbounds=True,
+                         source_etype=first_table.value_type)
+        word = inner.load(slot, typ=I64, align=8)
+        pack_b(inner, b_b, b_packs_in, _const(0),
+               inner.and_(inner.lshr(word, _const(_FIELD_BITS)), field), inner.and_(word, field))
+
+    first_table = _schedule_table(b.module, f"{name}.first", [(_PACK, lo, hi)
+                                                              for lo, hi in first_packs])
     with counted_loop(b, _const(shape.batch), name="batch") as batch:
         c_b = _gep(b, c, b.mul(batch, _const(m * n)), etype)
         a_b = _gep(b, a, b.mul(batch, _const(m * k)), etype)
         b_b = _gep(b, bmat, b.mul(batch, _const(k * n)), etype)
-        a_chunks, a_per = _share(-(-m // mr), 2 * team) if plan.pack_a else (0, 0)
-        b_chunks, b_per = _share(plan.shared_cols // nr, 2 * team) if plan.pack_b else (0, 0)
-
-        def pack(inner, values, chunk, thread) -> None:
-            """One fork-join packs both: A's rows (first column block only), B's block."""
-            a_b_in, ap, b_b_in, bp, pc, kcur, jb, nb = values
-            if a_chunks:
-                first = inner.icmp_unsigned("==", jb, _const(0))
-                is_a = inner.icmp_unsigned("<", chunk, _const(a_chunks))
-                with if_then(inner, inner.and_(first, is_a), name="a"):
-                    pack_a(inner, [a_b_in, ap, pc, kcur], chunk, thread, a_per)
-            if b_chunks:
-                with if_then(inner, inner.icmp_unsigned(">=", chunk, _const(a_chunks)),
-                             name="b"):
-                    pack_b(inner, [b_b_in, bp, pc, kcur, jb, nb],
-                           inner.sub(chunk, _const(a_chunks)), thread, b_per)
-
-        with counted_loop(b, _const(k_blocks), name="pc") as pc_i:
-            pc = b.mul(pc_i, _const(plan.kc))
-            kcur = _umin(b, _const(plan.kc), b.sub(_const(k), pc))
-            cols = plan.shared_cols
-            with counted_loop(b, _const(-(-n // cols)), name="jb") as jb_i:
-                jb = b.mul(jb_i, _const(cols))
-                nb = _umin(b, _const(cols), b.sub(_const(n), jb))
-                if a_chunks + b_chunks:
-                    emit_parallel(b, f"{name}.pack",
-                                  [a_b, a_pack if plan.pack_a else null, b_b,
-                                   b_pack if plan.pack_b else null, pc, kcur, jb, nb],
-                                  a_chunks + b_chunks, team, pack)
-                emit_parallel(b, f"{name}.tiles",
-                              [c_b, a_b, a_pack if plan.pack_a else null, b_b,
-                               b_pack if plan.pack_b else null, pc, kcur, jb, nb, batch, c,
-                               *extra], plan.chunks, team, tiles)
+        if plan.pack_b:
+            emit_parallel(b, f"{name}.pack", [b_b, b_packs], len(first_packs), team, first_pack)
+        with counted_loop(b, _const(steps), name="step") as s:
+            emit_parallel(b, f"{name}.step", [c_b, a_b, a_pack, b_b, b_packs, s, batch, c,
+                                              *extra], len(entries), team, step_body)
 
 
 def _define_gemm(module: ll.Module, plan: GemmPlan, name: str,

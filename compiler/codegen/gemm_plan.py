@@ -31,14 +31,20 @@ threads. A few chunks per thread let a thread slowed by a busy core take
 fewer.
 
 NOTE: [Shared packing]
-Split by rows, the chunks share the packed blocks: for each k block and
-each block of up to ``_SHARED_B_COLUMNS`` columns, one fork-join packs B's
-block (chunks of column panels) and, for the first column block, all of A's
-rows (chunks of row panels); a second one computes: each chunk of rows its
-tiles against the shared B block, in L2-sized column blocks (``nc``). Two
-short fork-joins per block, but each operand is packed once: chunks with
-private packing repacked all of B per chunk (measured: 10-20% of the time
-at 256..2048 with 8 chunks). Split by
+Split by rows, the chunks share the packed B blocks. The loop runs over
+steps, one per (k block, block of up to ``_SHARED_B_COLUMNS`` columns), k
+blocks outside; each step is one fork-join whose chunks are (a table in the
+module says which) either row tiles of this step or panels of the *next*
+step's B block, packed into the other of two buffers while this step's is
+read. One fork-join per step plus one that packs the first B block: with
+packing in its own fork-join before each step the threads met twice per
+step, and each meeting costs the imbalance of its last chunks. A chunk of
+rows packs its own rows of A (in the step of the first column block, into
+its own part of the shared A block): the packed panel then sits in the
+cache of the core that uses it. Row chunks come largest first
+(``guided_shares``): few claims, and the last small ones even out the
+finishing times. Chunks with private packing repacked all of B per chunk
+(measured: 10-20% of the time at 256..2048 with 8 chunks). Split by
 columns (few rows: A is small) or by batches, each chunk is an independent
 GEMM with private packing in its thread's scratch slot.
 """
@@ -49,7 +55,8 @@ from dataclasses import dataclass
 
 from ir.dtypes import DType
 
-__all__ = ["GemmShape", "GemmPlan", "plan_gemm", "use_blocked", "may_split", "vector_bits"]
+__all__ = ["GemmShape", "GemmPlan", "plan_gemm", "use_blocked", "may_split", "vector_bits",
+           "guided_shares", "even_shares"]
 
 # Below this many multiply-adds the plain loops are as fast (measured on Zen 4:
 # equal at 32^3 and 48^3, blocked 1.3x faster at 64^3) and compile faster.
@@ -143,12 +150,47 @@ class GemmPlan:
         return _round_up(rows * min(self.kc, self.shape.k) * self.itemsize, 64)
 
     @property
+    def shared_steps(self) -> int:
+        """Steps of the shared loop: (k block, column block) pairs."""
+        return -(-self.shape.k // self.kc) * -(-self.shape.n // self.shared_cols)
+
+    @property
+    def shared_b_bytes(self) -> int:
+        """One shared packed B block (two when steps overlap: [Shared packing])."""
+        if not self.pack_b:
+            return 0
+        return _round_up(self.shared_cols * min(self.kc, self.shape.k) * self.itemsize, 64)
+
+    @property
+    def row_shares(self) -> list[tuple[int, int]]:
+        """The row tiles of each chunk of a shared product (largest first)."""
+        return guided_shares(-(-self.shape.m // self.mr), self.threads)
+
+    @property
     def scratch_bytes(self) -> int:
         if self.shared:
-            b_bytes = self.shared_cols * min(self.kc, self.shape.k) * self.itemsize \
-                if self.pack_b else 0
-            return self.shared_a_bytes + _round_up(b_bytes, 64)
+            buffers = 2 if self.shared_steps > 1 else 1
+            return self.shared_a_bytes + buffers * self.shared_b_bytes
         return self.slot_bytes * self.threads
+
+
+def guided_shares(units: int, team: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` ranges covering ``units``, largest first: each takes
+    ``1 / (2 * team)`` of what is left (at least one unit). Claimed in order
+    by a team, the big ones keep the claims few and the small last ones even
+    out the finishing times (a single chunk's cost is the worst imbalance)."""
+    shares, lo = [], 0
+    while lo < units:
+        size = max(1, -(-(units - lo) // (2 * team)))
+        shares.append((lo, lo + size))
+        lo += size
+    return shares
+
+
+def even_shares(units: int, chunks: int) -> list[tuple[int, int]]:
+    """``units`` in ``min(units, chunks)`` ranges whose sizes differ by at most one."""
+    chunks = max(1, min(units, chunks))
+    return [(i * units // chunks, (i + 1) * units // chunks) for i in range(chunks)]
 
 
 def _round_up(x: int, step: int) -> int:
@@ -218,7 +260,11 @@ def _thread_split(shape: GemmShape, mr: int, nr: int, max_threads: int
     if shape.batch >= 2 * max_threads:
         split, units = "batch", shape.batch
     elif row_tiles >= 2 * max_threads or row_tiles >= col_tiles:
-        split, units = "rows", row_tiles
+        # Shared packing: chunks of row tiles, largest first ([Shared packing]).
+        shares = guided_shares(row_tiles, max_threads)
+        if len(shares) < 2:
+            return 1, "rows", 1, 1
+        return min(max_threads, len(shares)), "rows", len(shares), shares[0][1]
     else:
         split, units = "cols", col_tiles
     # A few chunks per thread, so a thread slowed by a busy core takes fewer;

@@ -20,6 +20,7 @@ from compiler.backend import compile_function
 from compiler.codegen import lower
 from compiler.codegen.dot import dot_plan, dot_shape
 from compiler.codegen.gemm_plan import GemmShape, plan_gemm, use_blocked
+from compiler.pipeline import optimize
 from ir import Builder, DType, TensorType, print_function
 
 pytestmark = pytest.mark.llvm
@@ -148,8 +149,11 @@ def test_plans_fit_the_caches_and_pack_only_reused_operands(m, k, n):
     assert plan.pack_a == (n > plan.nr) and plan.pack_b == (m > plan.mr)
     assert plan.threads == 2 and plan.chunks >= 2
     if plan.shared:  # rows split: one packed copy of A's rows and of a B block, shared
+        # (two B blocks when the next step's is packed while this one's is in use)
+        buffers = 2 if plan.shared_steps > 1 else 1
         assert plan.scratch_bytes >= plan.shared_a_bytes
-        assert plan.scratch_bytes < plan.shared_a_bytes + plan.kc * (n + plan.nr) * 4 + 64
+        assert plan.scratch_bytes < plan.shared_a_bytes + buffers * (plan.kc * (n + plan.nr) * 4
+                                                                     + 64)
     else:
         assert plan.scratch_bytes == plan.slot_bytes * plan.threads
 
@@ -269,3 +273,41 @@ def test_narrower_hosts_get_their_own_tiles(bits, monkeypatch):
             _check(got, args[2 * i], args[2 * i + 1], (False, False), fn.params[2 * i].dtype)
     finally:
         dot_module._plan.cache_clear()
+
+
+def test_shared_steps_over_k_and_column_blocks_with_an_epilogue(monkeypatch):
+    """Rows split over 2 threads, packed blocks shared, the next step's B block
+    packed while this one's is in use ([Shared packing]): 3 k blocks x 3
+    column blocks (narrowed to 64 columns here), bias + ReLU applied on the last
+    k block; bitwise equal to one thread, within the tolerance of numpy."""
+    import compiler.codegen.dot as dot_module
+    import compiler.codegen.gemm_plan as plan_module
+
+    monkeypatch.setattr(plan_module, "_SHARED_B_COLUMNS", 64)
+    rng = np.random.default_rng(7)
+    m, k, n = 101, 700, 150
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    w = rng.standard_normal((k, n)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    results = {}
+    try:
+        for threads in ("1", "2"):
+            monkeypatch.setenv("XLAC_NUM_THREADS", threads)
+            dot_module._plan.cache_clear()
+            b = Builder(f"steps{threads}")
+            xp, wp, bp = (b.param(TensorType(F32, a.shape)) for a in (x, w, bias))
+            y = b.add(b.dot(xp, wp), b.broadcast(bp, shape=[m, n], dims=[1]))
+            fn = b.finish([b.maximum(y, b.constant(value=0.0, dtype=F32, shape=[m, n]))])
+            plan = dot_plan(fn.eqns[0])
+            if threads == "2":
+                assert plan.shared and plan.shared_steps == 9
+                assert len(plan.row_shares) >= 4
+            fused = optimize(fn)
+            assert any(e.op == "fusion" and e.attrs.get("kind") == "gemm" for e in fused.eqns)
+            results[threads] = compile_function(fused)(x, w, bias)[0]
+    finally:
+        dot_module._plan.cache_clear()
+    np.testing.assert_array_equal(results["1"], results["2"])
+    want = np.maximum(x.astype(np.float64) @ w + bias, 0)
+    bound = 2 * k * np.finfo(np.float32).eps * (np.abs(x) @ np.abs(w) + np.abs(bias))
+    assert np.all(np.abs(results["2"] - want) <= bound + 1e-30)
