@@ -359,8 +359,11 @@ def _emit_rows(b, plan: FusionPlan, evaluator: _Evaluator, outs: list[Array],
 
         for n, phase in enumerate(plan.loops, 1):
             ready(n - 1)
+            hot = _hot_column(b, plan, evaluator, phase, n, row, p, caches) \
+                if phase.one_hot is not None else None
+            summed = [r for r in phase.reductions if r not in phase.picks]
             inits, combines = [], []
-            for r in phase.reductions:
+            for r in summed:
                 identity, combine = _identity_and_combine(r.op, r.inputs[0].dtype)
                 inits.append(constant(r.inputs[0].dtype, identity))
                 combines.append(combine)
@@ -372,7 +375,9 @@ def _emit_rows(b, plan: FusionPlan, evaluator: _Evaluator, outs: list[Array],
                 for v, first in plan.cached.items():
                     if first < n:
                         at.memo[v] = caches[v].load(b, column)
-                partial = [evaluator.aligned(b, r.inputs[0], at) for r in phase.reductions]
+                if phase.one_hot is not None:
+                    at.memo[phase.one_hot] = ll.Constant(ll.IntType(1), 0)
+                partial = [evaluator.aligned(b, r.inputs[0], at) for r in summed]
                 kept = [(v, evaluator.aligned(b, v, at)) for v in phase.cache]
                 stored = [(v, evaluator.aligned(b, v, at)) for v in phase.stores]
                 for v, value in kept:
@@ -381,12 +386,49 @@ def _emit_rows(b, plan: FusionPlan, evaluator: _Evaluator, outs: list[Array],
                     out_of[v].store(b, at.index(b, v.shape), value)
                 loop.update(*[combine(b, acc, x) for combine, acc, x
                               in zip(combines, loop.carried, partial, strict=True)])
-            for r, result in zip(phase.reductions, loop.results, strict=True):
+            for r, result in zip(summed, loop.results, strict=True):
                 row.memo[r.outputs[0]] = result
+            if hot is not None:
+                in_range, at, picked, fixed = hot
+                row.memo.update(picked)
+                with b.if_then(in_range):
+                    for v, value in fixed:
+                        out_of[v].store(b, at.index(b, v.shape), value)
         ready(len(plan.loops))
         for v in plan.outputs:
             if plan.access[v] == "row":
                 out_of[v].store(b, row.index(b, v.shape), evaluator.aligned(b, v, row))
+
+
+def _hot_column(b, plan: FusionPlan, evaluator: _Evaluator, phase, n: int, row: _Position,
+                p: ll.Value, caches: dict) -> tuple:
+    """The hot column of inner loop ``n``'s one-hot mask, computed before the
+    loop (NOTE: [One-hot masks] in fusion_plan.py): (label in range, its
+    position, {pick: value}, [(fixed-up result, value)]). Computed first, so
+    that a result stored in place of an operand cannot have overwritten it."""
+    label = evaluator.aligned(b, plan.one_hot[phase.one_hot], row)
+    zero, cols = ll.Constant(label.type, 0), ll.Constant(label.type, plan.cols)
+    in_range = b.and_(b.icmp_signed(">=", label, zero), b.icmp_signed("<", label, cols))
+    col = b.select(in_range, label, zero)  # column 0 when out of range: read, never used
+    if label.type.width < 64:
+        col = b.zext(col, index_constant(0).type)
+    linear = b.add(b.mul(p, index_constant(plan.cols), flags=_NUW_NSW), col, flags=_NUW_NSW)
+    at = _Position("full", linear, parent=row, row=p, col=col, rows=plan.rows, cols=plan.cols)
+    column = Index((plan.cols,), linear=col)
+    for v, first in plan.cached.items():
+        if first < n:
+            at.memo[v] = caches[v].load(b, column)
+    at.memo[phase.one_hot] = ll.Constant(ll.IntType(1), 1)
+    picked = {}
+    for r in phase.picks:
+        chosen = evaluator.producer[r.inputs[0]]
+        value = evaluator.aligned(b, chosen.inputs[1], at)
+        dtype = r.inputs[0].dtype
+        none = constant(dtype, 0)
+        summed = b.fadd(value, none) if dtype.is_float else value  # -0 + 0 = +0, as the loop
+        picked[r.outputs[0]] = b.select(in_range, summed, none)
+    fixed = [(v, evaluator.aligned(b, v, at)) for v in phase.fixups]
+    return in_range, at, picked, fixed
 
 
 def _emit_nest(b, plan: FusionPlan, evaluator: _Evaluator, outs: list[Array],

@@ -43,6 +43,19 @@ which reads its input twice), the group is rejected and the value is
 materialised instead. In a ``row`` fusion a full value needed by several inner
 loops is recomputed when it is cheap and kept in a row-sized scratch buffer
 (L1-resident) when it is expensive (``RowLoop.cache``).
+
+NOTE: [One-hot masks]
+Integer labels reach a row fusion as a mask ``iota(col) == broadcast(label)``
+(cross-entropy's picked logit and its gradient). Compared in the inner loop it
+costs a vector compare and blend per element (on 64-bit lanes, once LLVM has
+widened the column index), for one true column per row. An inner loop whose
+only use of such a mask is in stored results and in "picks" (``reduce_sum
+(select(mask, v, 0))``) runs with the mask false instead (``RowLoop.one_hot``);
+the hot column is then computed on its own, with the mask true, before the loop
+(``RowLoop.fixups``: stored after the loop when 0 <= label < cols; picks: v
+there, plus 0 so that a -0 sums like the loop would, else 0). The values are the
+loop's own at every position, bit for bit. A loop that caches a value depending
+on the mask, reduces it otherwise, or holds two masks keeps the compare.
 """
 
 from __future__ import annotations
@@ -182,6 +195,9 @@ class RowLoop:
     reductions: list[Eqn] = field(default_factory=list)
     stores: list[Value] = field(default_factory=list)
     cache: list[Value] = field(default_factory=list)
+    one_hot: Value | None = None   # the mask this loop runs with as false ([One-hot masks])
+    picks: list[Eqn] = field(default_factory=list)     # reductions taken at the hot column
+    fixups: list[Value] = field(default_factory=list)  # stores recomputed at the hot column
 
 
 @dataclass
@@ -196,7 +212,8 @@ class FusionPlan:
     how many reductions deep v is (row fusions). ``loops``: the inner loops of
     a row fusion; ``cached[v]``: the loop that stores v into row scratch.
     ``reads[v]``: for each input read aligned in a row fusion, the inner loops
-    (0 = outside any) that read it.
+    (0 = outside any) that read it. ``one_hot[mask]``: the row value holding
+    the true column of each one-hot mask (NOTE: [One-hot masks]).
     """
 
     mode: str
@@ -213,6 +230,7 @@ class FusionPlan:
     loops: list[RowLoop] = field(default_factory=list)
     cached: dict[Value, int] = field(default_factory=dict)
     reads: dict[Value, set[int]] = field(default_factory=dict)
+    one_hot: dict[Value, Value] = field(default_factory=dict)  # mask -> its row label value
 
     @property
     def kind(self) -> str:
@@ -394,22 +412,8 @@ def _schedule_rows(plan: FusionPlan, producer: dict[Value, Eqn]) -> None:
 
     def cone(loop: RowLoop, cached: dict[Value, int], n: int) -> set[Value]:
         """Full values computed by inner loop ``n`` (stopping at cached ones)."""
-        seen: set[Value] = set()
-        stack = [r.inputs[0] for r in loop.reductions] + list(loop.stores)
-        while stack:
-            v = stack.pop()
-            if v in seen or plan.access.get(v) != "full":
-                continue
-            seen.add(v)
-            if v in cached and cached[v] < n:
-                continue
-            e = producer.get(v)
-            if e is None:
-                continue
-            for u, how in zip(e.inputs, operand_access(e, "full", rows, cols), strict=True):
-                if how == "full":
-                    stack.append(u)
-        return seen
+        roots = [r.inputs[0] for r in loop.reductions] + list(loop.stores)
+        return _full_cone(plan, producer, roots, cached, n)
 
     uses: dict[Value, list[int]] = defaultdict(list)
     for n, loop in enumerate(loops, 1):
@@ -420,6 +424,9 @@ def _schedule_rows(plan: FusionPlan, producer: dict[Value, Eqn]) -> None:
     for v, n in sorted(cached.items(), key=lambda item: plan.eqns.index(producer[item[0]])):
         loops[n - 1].cache.append(v)
     plan.loops, plan.cached = loops, cached
+    plan.one_hot = _one_hot_masks(plan, producer)
+    for n, loop in enumerate(loops, 1):
+        _plan_one_hot(plan, producer, loop, n)
 
     reads: dict[Value, set[int]] = defaultdict(set)
     inputs = set(plan.inputs)
@@ -431,6 +438,84 @@ def _schedule_rows(plan: FusionPlan, producer: dict[Value, Eqn]) -> None:
         if plan.access.get(v) == "row":
             reads[v].add(0)
     plan.reads = dict(reads)
+
+
+def _full_cone(plan: FusionPlan, producer: dict[Value, Eqn], roots, cached: dict[Value, int],
+               n: int) -> set[Value]:
+    """Full values computed at a position of inner loop ``n`` to get ``roots``
+    (values cached by an earlier loop are read back, not recomputed)."""
+    seen: set[Value] = set()
+    stack = list(roots)
+    while stack:
+        v = stack.pop()
+        if v in seen or plan.access.get(v) != "full":
+            continue
+        seen.add(v)
+        if v in cached and cached[v] < n:
+            continue
+        e = producer.get(v)
+        if e is None:
+            continue
+        for u, how in zip(e.inputs, operand_access(e, "full", plan.rows, plan.cols),
+                          strict=True):
+            if how == "full":
+                stack.append(u)
+    return seen
+
+
+def _one_hot_masks(plan: FusionPlan, producer: dict[Value, Eqn]) -> dict[Value, Value]:
+    """Full bool values ``col == label`` (an iota along the row's columns compared
+    for equality with a row broadcast of integer row value ``label``): mask -> label."""
+    masks = {}
+    for e in plan.eqns:
+        if e.op != "compare" or e.attrs["direction"] != "eq" or \
+                plan.access.get(e.outputs[0]) != "full":
+            continue
+        for iota, other in (e.inputs, e.inputs[::-1]):
+            source, spread = producer.get(iota), producer.get(other)
+            if (source is not None and source.op == "iota" and source.outputs[0].dtype.is_int
+                    and _counts_columns(source, plan.rows, plan.cols) and spread is not None
+                    and is_row_broadcast(spread, plan.rows, plan.cols)):
+                masks[e.outputs[0]] = spread.inputs[0]
+                break
+    return masks
+
+
+def _counts_columns(iota: Eqn, rows: int, cols: int) -> bool:
+    """Whether ``iota``'s element at row-major position (row, col) is col."""
+    shape, d = iota.outputs[0].shape, iota.attrs["dimension"]
+    return shape[d] == cols and any(
+        k <= d and all(extent == 1 for j, extent in enumerate(shape) if j >= k and j != d)
+        for k in _splits(shape, rows, cols))
+
+
+def _plan_one_hot(plan: FusionPlan, producer: dict[Value, Eqn], loop: RowLoop, n: int) -> None:
+    """Let inner loop ``n`` run with its one-hot mask false (NOTE: [One-hot masks])."""
+    def cone(roots):
+        return _full_cone(plan, producer, roots, plan.cached, n)
+
+    inside = [m for m in plan.one_hot if m in cone([r.inputs[0] for r in loop.reductions]
+                                                   + list(loop.stores))]
+    if len(inside) != 1 or any(inside[0] in cone([v]) for v in loop.cache):
+        return
+    mask = inside[0]
+    picks = []
+    for r in loop.reductions:
+        if mask not in cone([r.inputs[0]]):
+            continue
+        chosen = producer.get(r.inputs[0])
+        if not (r.op == "reduce_sum" and chosen is not None and chosen.op == "select"
+                and chosen.inputs[0] is mask and _is_zero(producer.get(chosen.inputs[2]))
+                and mask not in cone([chosen.inputs[1]])):
+            return
+        picks.append(r)
+    loop.one_hot, loop.picks = mask, picks
+    loop.fixups = [v for v in loop.stores if mask in cone([v])]
+
+
+def _is_zero(e: Eqn | None) -> bool:
+    return e is not None and e.op == "constant" and not isinstance(e.attrs["value"], list) \
+        and e.attrs["value"] == 0
 
 
 def _cone_expensive(v: Value, producer: dict[Value, Eqn]) -> bool:
