@@ -15,7 +15,9 @@ from compiler.frontend.numpy_api import (
     one_hot, ones_like, pad, power, reshape, rsqrt, sign, sin, sqrt, square, squeeze, stack,
     stop_gradient, flip,
     subtract, sum, take_along_axis, tanh, transpose, where, zeros_like,
+    var, std, any, all, ravel, swapaxes, outer,
 )
+from compiler.frontend.creation import arange, eye, full, linspace, ones, zeros
 from compiler.frontend.numpy_api import logistic as sigmoid
 from compiler.frontend.tensor import DonatedBufferError, Tensor
 from compiler.frontend.variable import ConcretizationError, Variable
@@ -37,5 +39,6 @@ __all__ = [
     "max", "maximum", "mean", "min", "minimum", "multiply", "negative", "not_equal", "one_hot",
     "ones_like", "pad", "power", "reshape", "rsqrt", "sigmoid", "sign", "sin", "sqrt", "square",
     "squeeze", "stack", "subtract", "sum", "take_along_axis", "tanh", "transpose", "where",
-    "zeros_like", "stop_gradient", "flip",
+    "zeros_like", "stop_gradient", "flip", "var", "std", "any", "all", "ravel", "swapaxes",
+    "outer", "arange", "eye", "full", "linspace", "ones", "zeros",
 ]

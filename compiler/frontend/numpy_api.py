@@ -30,7 +30,8 @@ __all__ = [
     "where", "astype", "sum", "mean", "max", "min", "argmax", "argmin", "reshape",
     "transpose", "broadcast_to", "expand_dims", "squeeze", "concatenate", "stack", "pad",
     "matmul", "dot", "one_hot", "take_along_axis", "zeros_like", "ones_like", "square",
-    "logical_not", "clip", "stop_gradient", "flip",
+    "logical_not", "clip", "stop_gradient", "flip", "var", "std", "any", "all", "ravel",
+    "swapaxes", "outer",
 ]
 
 _PY_SCALARS = (bool, int, float)
@@ -60,7 +61,8 @@ def _promotion_operand(x):
 
 def _result_dtype(operands) -> DType:
     weak_vars = [x for x in operands if isinstance(x, Variable) and x._weak]
-    if weak_vars and all(_is_weak(x) or (isinstance(x, Variable) and x._weak) for x in operands):
+    if weak_vars and builtins.all(_is_weak(x) or (isinstance(x, Variable) and x._weak)
+                                  for x in operands):
         # Only weak values: the traced Python numbers keep the dtypes they were given.
         args = [x if _is_weak(x) else x.dtype.numpy for x in operands]
     else:
@@ -132,7 +134,7 @@ def _elementwise(op: str, operands, dtype: DType | None = None, attrs=None) -> V
     shape = _broadcast_shapes(op, [v.shape for v in vars_], vars_)
     vars_ = [broadcast_to(v, shape) for v in vars_]
     result = apply(op, vars_, attrs or {})
-    result._weak = all(_is_weak(x) or (isinstance(x, Variable) and x._weak) for x in operands)
+    result._weak = builtins.all(_is_weak(x) or (isinstance(x, Variable) and x._weak) for x in operands)
     return result
 
 
@@ -351,6 +353,42 @@ def mean(x, axis=None, keepdims: bool = False) -> Variable:
     return divide(sum(x, axes, keepdims), float(count) if count else float("nan"))
 
 
+def var(x, axis=None, keepdims: bool = False, ddof: int = 0) -> Variable:
+    """Variance over ``axis``: the mean squared deviation from the mean, divided by
+    ``N - ddof`` (numpy's default ``ddof=0``); integers give float64."""
+    x = asvariable(x)
+    if not x.dtype.is_float:
+        x = astype(x, DType.f64)
+    axes = _axes(x, axis, "var")
+    deviation = subtract(x, mean(x, axes, keepdims=True))
+    count = int(np.prod([x.shape[a] for a in axes], dtype=np.int64)) - int(ddof)
+    total = sum(multiply(deviation, deviation), axes, keepdims)
+    return divide(total, float(count) if count > 0 else float("nan"))
+
+
+def std(x, axis=None, keepdims: bool = False, ddof: int = 0) -> Variable:
+    """Standard deviation: ``sqrt(var(x, axis, keepdims, ddof))``."""
+    return sqrt(var(x, axis, keepdims, ddof))
+
+
+def _truth_reduction(name: str, reduce_op: str):
+    def fn(x, axis=None, keepdims: bool = False) -> Variable:
+        x = asvariable(x)
+        truth = x if x.dtype == DType.bool else not_equal(x, 0)
+        axes = _axes(truth, axis, name)
+        counted = apply(reduce_op, [astype(truth, DType.i32)], {"axes": axes})
+        return _keep(truth, not_equal(counted, 0), axes, keepdims)
+
+    fn.__name__ = name
+    fn.__doc__ = (f"Whether {'any' if name == 'any' else 'every'} element over ``axis`` is "
+                  "true (non-zero), as a bool array.")
+    return fn
+
+
+any = _truth_reduction("any", "reduce_max")
+all = _truth_reduction("all", "reduce_min")
+
+
 def _extreme(op: str, name: str):
     def fn(x, axis=None, keepdims: bool = False) -> Variable:
         x = _numeric(asvariable(x), name)
@@ -447,6 +485,21 @@ def squeeze(x, axis=None) -> Variable:
     return reshape(x, [d for i, d in enumerate(x.shape) if i not in axes])
 
 
+def ravel(x) -> Variable:
+    """The elements as a 1-D array (row-major); also ``v.ravel()`` and ``v.flatten()``."""
+    x = asvariable(x)
+    return reshape(x, (x.size,))
+
+
+def swapaxes(x, axis1: int, axis2: int) -> Variable:
+    """Exchange two axes."""
+    x = asvariable(x)
+    perm = list(range(x.ndim))
+    a, b = _axis_in(axis1, x.ndim, "swapaxes", x), _axis_in(axis2, x.ndim, "swapaxes", x)
+    perm[a], perm[b] = perm[b], perm[a]
+    return transpose(x, perm)
+
+
 def concatenate(xs: Sequence, axis: int = 0) -> Variable:
     xs = list(xs)
     if not xs:
@@ -482,7 +535,7 @@ def getitem(x: Variable, index) -> Variable:
     used = builtins.sum(1 for i in index if i is not None and i is not Ellipsis)
     if used > x.ndim:
         raise IndexError(f"too many indices for {x.type}: {used} given (at {user_location()})")
-    has_ellipsis = any(i is Ellipsis for i in index)
+    has_ellipsis = builtins.any(i is Ellipsis for i in index)
     expanded = []
     for i in index:
         expanded.extend([slice(None)] * (x.ndim - used) if i is Ellipsis else [i])
@@ -555,6 +608,12 @@ def matmul(a, b) -> Variable:
     if a.ndim == 1:
         shape.pop(-1 if b.ndim == 1 else -2)
     return reshape(out, shape)
+
+
+def outer(a, b) -> Variable:
+    """The outer product of the flattened ``a`` and ``b``: ``result[i, j] = a[i] * b[j]``."""
+    a, b = ravel(a), ravel(b)
+    return multiply(reshape(a, (a.size, 1)), reshape(b, (1, b.size)))
 
 
 def dot(a, b) -> Variable:
@@ -639,6 +698,8 @@ _METHODS = {
     "astype": astype, "squeeze": squeeze, "flip": flip, "expand_dims": expand_dims, "clip": clip,
     "square": square, "matmul": matmul, "dot": dot,
     "sigmoid": logistic, "relu": lambda self: where(greater(self, 0), self, 0),
+    "var": var, "std": std, "any": any, "all": all, "ravel": ravel, "flatten": ravel,
+    "swapaxes": swapaxes,
 }
 for _name, _fn in {**_OPERATORS, **_METHODS}.items():
     setattr(Variable, _name, _fn)
@@ -666,6 +727,8 @@ _FUNCTIONS = {
     np.expand_dims: expand_dims, np.squeeze: squeeze, np.broadcast_to: broadcast_to,
     np.clip: clip, np.zeros_like: zeros_like, np.ones_like: ones_like,
     np.take_along_axis: take_along_axis, np.matmul: matmul, np.flip: flip,
+    np.var: var, np.std: std, np.any: any, np.all: all, np.ravel: ravel, np.swapaxes: swapaxes,
+    np.outer: outer,
 }
 
 

@@ -343,6 +343,10 @@ REDUCTIONS = {
     "mean": (xp.mean, np.mean, ALL_DTYPES),
     "max": (xp.max, np.max, NUMERIC),
     "min": (xp.min, np.min, NUMERIC),
+    "var": (xp.var, np.var, NUMERIC),
+    "std": (xp.std, np.std, NUMERIC),
+    "any": (xp.any, np.any, ALL_DTYPES),
+    "all": (xp.all, np.all, ALL_DTYPES),
 }
 
 
@@ -387,6 +391,37 @@ def test_reduction_methods():
     _check(v.min(keepdims=True).numpy(), x.min(keepdims=True))
     _check(v.argmax(axis=-1).numpy(), x.argmax(axis=-1))
     _check(v.argmin().numpy(), np.asarray(x.argmin()))
+
+
+def test_var_and_std_with_ddof_methods_and_numpy_functions():
+    x = np.random.default_rng(3).standard_normal((4, 5))
+    v = Variable(x)
+    _check(xp.var(x, axis=0, ddof=1).numpy(), np.var(x, axis=0, ddof=1))
+    _check(v.std(axis=-1, keepdims=True).numpy(), x.std(axis=-1, keepdims=True))
+    _check(np.var(v, axis=1).numpy(), np.var(x, axis=1))
+    _check(np.std(v).numpy(), np.std(x))
+    assert np.isnan(xp.var(np.ones(3), ddof=3).numpy())  # numpy too: N - ddof <= 0
+
+
+def test_std_gradient_against_finite_differences():
+    x = np.random.default_rng(4).standard_normal((3, 4))
+    f = lambda a: xp.sum(xp.std(a, axis=1) * np.arange(1.0, 4.0))  # noqa: E731
+    g = functional.grad(f)(x).numpy()
+    eps, numeric = 1e-6, np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        dx = np.zeros_like(x)
+        dx[index] = eps
+        numeric[index] = (f(x + dx).numpy() - f(x - dx).numpy()) / (2 * eps)
+    np.testing.assert_allclose(g, numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_any_and_all_methods():
+    x = np.array([[0.0, 2.0], [0.0, 0.0]], np.float32)
+    v = Variable(x)
+    _check(v.any(axis=1).numpy(), x.any(axis=1))
+    _check(v.all(keepdims=True).numpy(), x.all(keepdims=True))
+    _check(np.any(v, axis=0).numpy(), np.any(x, axis=0))
+    _check(xp.all(np.array([np.nan])).numpy(), np.all(np.array([np.nan])))  # nan is true
 
 
 def test_max_propagates_nan():
@@ -434,6 +469,51 @@ def test_expand_dims_and_squeeze():
     _check(Variable(x).expand_dims(1).numpy(), np.expand_dims(x, 1))
     with pytest.raises(ShapeError):
         xp.squeeze(y, 1)
+
+
+def test_ravel_swapaxes_and_outer():
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    v = Variable(x)
+    _check(v.ravel().numpy(), x.ravel())
+    _check(v.flatten().numpy(), x.flatten())
+    _check(np.ravel(v).numpy(), np.ravel(x))
+    _check(xp.swapaxes(x, 0, -1).numpy(), np.swapaxes(x, 0, -1))
+    _check(v.swapaxes(1, 2).numpy(), x.swapaxes(1, 2))
+    _check(xp.outer(x[0, 0], x[1]).numpy(), np.outer(x[0, 0], x[1]))
+    _check(np.outer(v[0, 0], [1, 2]).numpy(), np.outer(x[0, 0], [1, 2]))
+    with pytest.raises(ShapeError, match="swapaxes: axis 3"):
+        xp.swapaxes(x, 0, 3)
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda: xp.zeros((2, 3)), np.zeros((2, 3))),
+    (lambda: xp.zeros(4, xp.f32), np.zeros(4, np.float32)),
+    (lambda: xp.ones((2,), np.int32), np.ones(2, np.int32)),
+    (lambda: xp.full((2, 2), 7), np.full((2, 2), 7)),
+    (lambda: xp.full(3, 0.5, dtype=np.float32), np.full(3, 0.5, np.float32)),
+    (lambda: xp.arange(5), np.arange(5)),
+    (lambda: xp.arange(2, 11, 3), np.arange(2, 11, 3)),
+    (lambda: xp.arange(5, 0, -2), np.arange(5, 0, -2)),
+    (lambda: xp.arange(0.0, 1.0, 0.25), np.arange(0.0, 1.0, 0.25)),
+    (lambda: xp.arange(3, dtype=np.float32), np.arange(3, dtype=np.float32)),
+    (lambda: xp.arange(4, 2), np.arange(4, 2)),
+    (lambda: xp.linspace(-1.0, 1.0, 5), np.linspace(-1.0, 1.0, 5)),
+    (lambda: xp.linspace(0.0, 1.0, 4, endpoint=False), np.linspace(0.0, 1.0, 4, endpoint=False)),
+    (lambda: xp.eye(3), np.eye(3)),
+    (lambda: xp.eye(2, 4, dtype=np.float32), np.eye(2, 4, dtype=np.float32)),
+], ids=lambda v: "" if callable(v) else None)
+def test_creation_functions_match_numpy(make, expected):
+    _check(make().numpy(), expected)
+    _check(jit(make)().numpy(), expected)  # inside a traced program too
+
+
+def test_creation_errors():
+    with pytest.raises(ShapeError, match="zeros: shape"):
+        xp.zeros((2, -1))
+    with pytest.raises(ValueError, match="arange: step must not be zero"):
+        xp.arange(0, 3, 0)
+    with pytest.raises(TypeError, match="the length of a traced array is static"):
+        jit(lambda n: xp.arange(n))(np.int32(3))
 
 
 def test_concatenate_and_stack():
@@ -612,6 +692,7 @@ def test_every_public_function_is_covered_here():
         "argmax", "argmin", "asvariable", "astype", "broadcast_to", "clip", "concatenate", "dot",
         "expand_dims", "matmul", "one_hot", "ones_like", "pad", "reshape", "squeeze", "stack",
         "take_along_axis", "transpose", "where", "zeros_like", "flip", "stop_gradient",
+        "ravel", "swapaxes", "outer", "zeros", "ones", "full", "arange", "linspace", "eye",
     }
     elsewhere = {"Tensor", "Variable", "functional", "nn", "jit", "ConcretizationError", "DType",
                  "f32", "f64", "i32", "i64", "bool_",
