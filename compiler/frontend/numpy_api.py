@@ -527,9 +527,14 @@ def pad(x, pad_width) -> Variable:
 
 
 def getitem(x: Variable, index) -> Variable:
-    """Basic numpy indexing: ints (negative too), slices with positive steps, None, ``...``."""
+    """Basic numpy indexing: ints (negative too), slices (any step), None, ``...``;
+    and of integer-array indexing the row pick ``x[np.arange(n), labels]`` of a
+    2-D ``x`` (``take_along_axis``: a traced out-of-range label picks 0)."""
     if not isinstance(index, tuple):
         index = (index,)
+    picked = _row_pick(x, index)
+    if picked is not None:
+        return picked
     if builtins.sum(1 for i in index if i is Ellipsis) > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")
     used = builtins.sum(1 for i in index if i is not None and i is not Ellipsis)
@@ -567,8 +572,9 @@ def getitem(x: Variable, index) -> Variable:
             start.append(j), stop.append(j + 1), step.append(1)
         else:
             raise IndexError(
-                f"unsupported index {i!r} (at {user_location()}); use ints, slices, None or ..., "
-                "and take_along_axis / one_hot for arrays of indices"
+                f"unsupported index {i!r} (at {user_location()}); use ints, slices, None or ...; "
+                "of arrays of indices, x[np.arange(len(x)), labels] on a 2-D x is supported, "
+                "else use take_along_axis or one_hot"
             )
         axis += 1
     result = x
@@ -577,6 +583,30 @@ def getitem(x: Variable, index) -> Variable:
     if reversed_axes:
         result = apply("reverse", [result], {"axes": reversed_axes})
     return reshape(result, out_shape)
+
+
+def _row_pick(x: Variable, index: tuple) -> Variable | None:
+    """``x[rows, labels]`` with ``rows`` the concrete ``arange(len(x))`` (how a
+    negative log-likelihood is often written), else None."""
+    if x.ndim != 2 or len(index) != 2 or not builtins.all(
+            isinstance(i, (np.ndarray, list, range, Variable, Tensor)) for i in index):
+        return None
+    rows = index[0]
+    if isinstance(rows, Variable):
+        return None  # traced rows: no way to know they are an arange
+    rows = np.asarray(rows)
+    if rows.dtype.kind not in "iu" or not np.array_equal(rows, np.arange(x.shape[0])):
+        return None
+    labels = asvariable(index[1])
+    if labels.dtype not in (DType.i32, DType.i64) or labels.shape != (x.shape[0],):
+        return None
+    if not isinstance(index[1], Variable):  # numpy's bounds check, where the labels are known
+        values = np.asarray(labels)
+        if values.size and not (-x.shape[1] <= values.min() and values.max() < x.shape[1]):
+            raise IndexError(f"index {values.max() if values.max() >= x.shape[1] else values.min()}"
+                             f" is out of bounds for axis 1 with size {x.shape[1]} "
+                             f"(at {user_location()})")
+    return reshape(take_along_axis(x, reshape(labels, (x.shape[0], 1)), 1), (x.shape[0],))
 
 
 # -- linear algebra --------------------------------------------------------------------

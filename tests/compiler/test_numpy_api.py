@@ -576,9 +576,27 @@ def test_negative_slice_steps():
 
 def test_unsupported_and_out_of_range_indices_raise_index_error():
     v = Variable(np.zeros((2, 3), np.float32))
-    for index in ((2,), (0, -4), (0, 0, 0), ([0, 1],), (Ellipsis, Ellipsis)):
+    for index in ((2,), (0, -4), (0, 0, 0), ([0, 1],), (Ellipsis, Ellipsis), ([1, 0], [0, 1]),
+                  (np.arange(2), [0, 3]), (np.arange(2), [[0], [1]])):
         with pytest.raises(IndexError):
             v[index]
+
+
+def test_row_pick_with_arange_rows_and_integer_labels():
+    """``x[np.arange(n), labels]``, the usual negative log-likelihood, inside and
+    outside jit, with its gradient (a one-hot scatter)."""
+    x = np.random.default_rng(6).standard_normal((4, 3))
+    labels = np.array([2, 0, -1, 1])
+    _check(Variable(x)[np.arange(4), labels].numpy(), x[np.arange(4), labels])
+    _check(Variable(x)[range(4), list(labels)].numpy(), x[np.arange(4), labels])
+    picked = jit(lambda x, y: x[np.arange(4), y])(x, labels.astype(np.int32))
+    _check(picked.numpy(), x[np.arange(4), labels])
+    grad = functional.grad(lambda x, y: -x[np.arange(len(y)), y].sum())(x, labels)
+    expected = np.zeros_like(x)
+    expected[np.arange(4), labels] = -1.0
+    _check(grad.numpy(), expected)
+    # A traced label out of range picks 0 (no out-of-bounds read), as take_along_axis does.
+    assert jit(lambda x, y: x[np.arange(4), y])(x, np.array([0, 7, 0, 0])).numpy()[1] == 0.0
 
 
 # --- linear algebra -----------------------------------------------------------------------
