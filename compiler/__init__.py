@@ -20,7 +20,8 @@ from compiler.frontend.numpy_api import (
 from compiler.frontend.creation import arange, eye, full, linspace, ones, zeros
 from compiler.frontend.numpy_api import logistic as sigmoid
 from compiler.frontend.tensor import DonatedBufferError, Tensor
-from compiler.frontend.variable import ConcretizationError, Variable
+from compiler.frontend.variable import (ConcretizationError, Variable, enable_grad,
+                                       is_grad_enabled, no_grad)
 from compiler.jit import DonationError, jit
 from ir import DType
 
@@ -31,6 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Tensor", "Variable", "functional", "nn", "jit", "ConcretizationError", "DType",
+    "no_grad", "enable_grad", "is_grad_enabled",
     "DonationError", "DonatedBufferError",
     "f32", "f64", "i32", "i64", "bool_",
     "abs", "add", "argmax", "argmin", "asvariable", "astype", "broadcast_to", "clip",

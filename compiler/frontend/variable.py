@@ -27,7 +27,8 @@ from ir.builder import with_location
 from ir.errors import IRError
 from ir.ops import infer_types
 
-__all__ = ["Variable", "Trace", "ConcretizationError", "apply", "is_traced"]
+__all__ = ["Variable", "Trace", "ConcretizationError", "apply", "is_traced", "no_grad",
+           "enable_grad", "is_grad_enabled"]
 
 
 class ConcretizationError(IRError, TypeError):
@@ -53,6 +54,47 @@ class Trace:
 
     def __repr__(self) -> str:
         return f"Trace({self.purpose}, level={self.level})"
+
+
+class _GradMode:
+    enabled = True
+
+
+def is_grad_enabled() -> bool:
+    """False inside ``no_grad()``."""
+    return _GradMode.enabled
+
+
+class no_grad:
+    """``with no_grad():`` (or ``@no_grad()``): operations recorded inside carry
+    no gradient, as in PyTorch, and concrete leaves may be updated in place
+    (``w -= lr * w.grad``). Inside ``jit`` or ``functional.grad`` it acts as
+    ``stop_gradient`` on what it computes."""
+
+    _target = False
+
+    def __enter__(self) -> None:
+        self._previous = _GradMode.enabled
+        _GradMode.enabled = self._target
+
+    def __exit__(self, *exc) -> None:
+        _GradMode.enabled = self._previous
+
+    def __call__(self, fn):
+        import functools
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with type(self)():
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+
+class enable_grad(no_grad):
+    """Turn gradient recording back on inside a ``no_grad()`` block."""
+
+    _target = True
 
 
 class Variable:
@@ -240,6 +282,39 @@ class Variable:
     def zero_grad(self) -> None:
         self.grad = None
 
+    # -- in-place updates (optimiser steps written by hand) ---------------------------
+    def _update_in_place(self, op, other) -> "Variable":
+        """``w -= x`` and friends. On a concrete leaf: the leaf keeps its identity
+        and gets the new value (its dtype kept, as numpy's in-place operators do);
+        allowed for a leaf that requires grad only under ``no_grad()``, as in
+        PyTorch. Anything else rebinds the name to a new Variable (``w = w - x``),
+        as JAX arrays do."""
+        if self._op is not None or self._trace is not None:
+            return op(self, other)
+        if self.requires_grad and _GradMode.enabled:
+            raise IRError(
+                f"in-place update of a leaf Variable {self._type} that requires grad "
+                f"(at {user_location()}): the update would be recorded for differentiation; "
+                "write it inside `with compiler.no_grad():`, or assign `w.data = ...`")
+        new = op(self, other)
+        if new.shape != self.shape:
+            raise IRError(f"in-place update: the result {new.type} does not fit the Variable "
+                          f"{self._type} (at {user_location()})")
+        self._assign(Tensor._wrap(owned_array(new.data.numpy(), self.dtype)))
+        return self
+
+    def __iadd__(self, other):
+        return self._update_in_place(type(self).__add__, other)
+
+    def __isub__(self, other):
+        return self._update_in_place(type(self).__sub__, other)
+
+    def __imul__(self, other):
+        return self._update_in_place(type(self).__mul__, other)
+
+    def __itruediv__(self, other):
+        return self._update_in_place(type(self).__truediv__, other)
+
     def backward(self, gradient=None) -> None:
         """Accumulate d(self)/d(leaf) into ``.grad`` of every leaf this depends on.
 
@@ -278,4 +353,14 @@ def apply(op: str, inputs, attrs: dict, loc: str | None = None) -> Variable:
             trace = v._trace
     if trace is None and not Trace.active:  # lazy graph: record the leaves' current versions
         inputs = [v._snapshot() if v._op is None and v._owner is None else v for v in inputs]
-    return Variable._node(types[0], op, tuple(inputs), attrs, loc, None, trace)
+    result = Variable._node(types[0], op, tuple(inputs), attrs, loc, None, trace)
+    if not _GradMode.enabled and op != "stop_gradient" and any(map(_may_carry_gradient, inputs)):
+        return apply("stop_gradient", [result], {}, loc)
+    return result
+
+
+def _may_carry_gradient(v: Variable) -> bool:
+    """Whether a gradient could flow back through ``v`` (see ``no_grad``)."""
+    if v._op is None and v._trace is None:  # a concrete leaf (or its snapshot)
+        return (v._owner if v._owner is not None else v).requires_grad
+    return v._op != "stop_gradient"

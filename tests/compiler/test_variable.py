@@ -385,3 +385,72 @@ def test_numpy_ufuncs_on_a_variable_stay_in_the_graph():
     w = Variable(np.float64(1.0))
     y = np.exp(w)
     assert isinstance(y, Variable)
+
+
+# --- no_grad and in-place updates ---------------------------------------------------------
+
+def test_no_grad_blocks_the_gradient_through_what_it_computes():
+    w = Variable(np.array([1.0, 2.0]))
+    with xp.no_grad():
+        assert not xp.is_grad_enabled()
+        scale = w * 3 + 1               # a constant to backward: [4, 7]
+        with xp.enable_grad():
+            square = w * w              # recorded with its gradient path
+    assert xp.is_grad_enabled()
+    (scale * w).sum().backward()
+    np.testing.assert_array_equal(w.grad.numpy(), [4.0, 7.0])
+    w.grad = None
+    square.sum().backward()
+    np.testing.assert_array_equal(w.grad.numpy(), [2.0, 4.0])
+
+
+def test_no_grad_as_a_decorator_and_inside_traced_functions():
+    @xp.no_grad()
+    def doubled(a):
+        return a * 2
+
+    x = np.array([1.0, 2.0])
+    grad = functional.grad(lambda a: (doubled(a) * a).sum())(x)  # d/da (c * a) = c = 2a
+    np.testing.assert_array_equal(grad.numpy(), 2 * x)
+    assert "stop_gradient" in jit(doubled).lower(x).as_text("ir")
+
+
+def test_in_place_updates_of_a_leaf_under_no_grad_keep_the_leaf():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((50, 3)).astype(np.float32)
+    y = X @ np.array([1.0, -2.0, 3.0], np.float32) + 0.5
+    w = Variable(np.zeros(3, np.float32))
+    b = Variable(np.zeros((), np.float32))
+    w_ref, b_ref = np.zeros(3, np.float32), np.float32(0)
+    for _ in range(5):
+        loss = ((X @ w + b - y) ** 2).mean()
+        loss.backward()
+        with xp.no_grad():
+            w -= 0.1 * w.grad
+            b -= 0.1 * b.grad
+        w.grad = b.grad = None
+        residual = X @ w_ref + b_ref - y
+        w_ref = w_ref - np.float32(0.1) * (2 / 50 * X.T @ residual).astype(np.float32)
+        b_ref = b_ref - np.float32(0.1) * np.float32(2 * residual.mean())
+    assert w.is_leaf and w.requires_grad and w.dtype == xp.f32
+    np.testing.assert_allclose(w.numpy(), w_ref, rtol=1e-5)
+    np.testing.assert_allclose(b.numpy(), b_ref, rtol=1e-5)
+
+
+def test_in_place_update_rules():
+    w = Variable(np.array([1.0, 2.0], np.float32))
+    with pytest.raises(IRError, match=r"requires grad \(at .*test_variable.py:\d+\).*no_grad"):
+        w -= 1.0
+    counts = Variable(np.zeros(2, np.float32), requires_grad=False)
+    counts += np.ones(2)            # float64 operand: the Variable keeps float32, like numpy
+    counts *= 3
+    counts /= 2
+    assert counts.dtype == xp.f32
+    np.testing.assert_array_equal(counts.numpy(), [1.5, 1.5])
+    with pytest.raises(IRError, match="does not fit"):
+        counts += np.ones((2, 2))
+    node = w * 1.0
+    rebound = node
+    rebound -= 1.0                  # not a leaf: a new Variable, the old one untouched
+    assert rebound is not node
+    np.testing.assert_array_equal(node.numpy(), [1.0, 2.0])
