@@ -21,11 +21,11 @@ parentheses the max error against the exact value):
 ======== =============== =======================================
 function f32             f64
 ======== =============== =======================================
-exp      1 (0.78)        1 (0.74)
+exp      1 (0.91)        1 (0.74)
 log      1 (0.84)        1 (0.80)
 expm1    1 (1.08)        1 (1.07)
 log1p    1 (0.84)        1 (0.78)
-tanh     1 (1.32)        1 (1.29)
+tanh     3 (2.57)        1 (1.29)
 logistic 1 (1.48)        1 (1.32)
 sin, cos 1 (0.50), any x libm (not vmath)
 pow      0 (0.50)        libm (not vmath)
@@ -33,8 +33,9 @@ pow      0 (0.50)        libm (not vmath)
 
 The f32 unary maxima are those of benchmarks/vmath/check_exhaustive.py over all
 2^32 inputs (0.1% to 1.7% of results 1 ulp off; sin/cos 1e-5, from double
-rounding). The asserted bounds are ``BOUNDS`` below (1 ulp everywhere),
-within the issue's 4 ulp.
+rounding; f32 tanh: 3.9% 1 ulp or more off, 0.03% 2, 18 inputs 3, traded for
+speed, see vmath._tanh_f32). The asserted bounds are ``BOUNDS`` below (1 ulp
+everywhere but f32 tanh's 3), within the issue's 4 ulp.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ pytestmark = pytest.mark.llvm
 
 BOUNDS = {  # max ulp distance from the correctly rounded result, asserted
     ("exp", "f32"): 1, ("log", "f32"): 1, ("expm1", "f32"): 1, ("log1p", "f32"): 1,
-    ("tanh", "f32"): 1, ("logistic", "f32"): 1, ("sin", "f32"): 1, ("cos", "f32"): 1,
+    ("tanh", "f32"): 3, ("logistic", "f32"): 1, ("sin", "f32"): 1, ("cos", "f32"): 1,
     ("pow", "f32"): 1,
     ("exp", "f64"): 1, ("log", "f64"): 1, ("expm1", "f64"): 1, ("log1p", "f64"): 1,
     ("tanh", "f64"): 1, ("logistic", "f64"): 1,
@@ -152,7 +153,8 @@ def _inputs(op: str, dtype) -> np.ndarray:
                   _around([-1.0, 2 ** 0.5 - 1, 2 * 2 ** 0.5 - 1], dtype)]
     if op == "tanh":
         parts += [_dense(-10, 10, n, dtype), _dense(-1, 1, n // 4, dtype),
-                  _around([0.625, -0.625, 9.01, -9.01, 19.06, -19.06], dtype)]
+                  _around([0.625, -0.625, 9.01, -9.01, 9.1, -9.1, 19.06, -19.06,
+                           0.03126, 0.3466, 0.6931], dtype)]
     if op in ("sin", "cos"):
         multiples = np.arange(1, 2000) * (np.pi / 2)
         parts += [_dense(-10, 10, n, dtype), _dense(-1e5, 1e5, n, dtype),
@@ -317,6 +319,28 @@ def test_exp_loop_is_vector_code_without_libm_calls():
     assert re.search(r"%[yz]mm\d+", asm), "no ymm/zmm registers in the exp kernel"
     assert re.search(r"\bv(fmadd|fnmadd)\w*ps\b", asm), "no vector FMA in the exp kernel"
     assert "expf" not in asm
+
+
+def _host_features() -> set[str]:
+    from runtime.target import host_target
+    return {f[1:] for f in host_target().features.split(",") if f.startswith("+")}
+
+
+@pytest.mark.parametrize("op", ["exp", "tanh", "logistic"])
+def test_results_do_not_depend_on_the_vector_width(op):
+    """The main loop (zmm), its vector epilogue (ymm) and scalar remainders give the
+    same bits: no per-width approximations (such as vrcpps against vrcp14ps)."""
+    x = np.random.default_rng(5).uniform(-12, 12, 4099).astype(np.float32)
+    whole = _run(op, x)
+    pieces = np.concatenate([_run(op, x[i:i + 3]) for i in range(0, 4099, 3)])
+    assert whole.tobytes() == pieces.tobytes()
+
+
+@pytest.mark.skipif("avx512f" not in _host_features(), reason="vscalefps is AVX-512")
+def test_f32_exp_scales_with_vscalef():
+    """_scale is llvm.ldexp on AVX-512 hosts: one vscalefps instead of integer scaling."""
+    asm = jit(xp.exp).lower(np.zeros(4096, np.float32)).as_text("asm")
+    assert re.search(r"\bvscalefps\b", asm)
 
 
 def _kernel_ir(op: str, dtype: str, arity: int = 1) -> str:
