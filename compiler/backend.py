@@ -75,6 +75,8 @@ def _load(key_fn: Function, optimized: Callable[[], Function], donated, cache, *
     exe = runtime.load_cached(
         text, lambda: lower(optimized(), donated=donated), name=key_fn.name,
         salt=codegen_salt(), cache=cache, donated=sorted(donated.items()),
+        # On a miss: compiled in parts while it is lowered (runtime/loader.py).
+        build_in_parts=lambda parts: lower(optimized(), donated=donated, parts=parts),
     )
     # Text about the IR, not the object code: made when asked for (dump.py writes it).
     exe.memory_plan = lambda: memory_plan_text(optimized(), donated)

@@ -37,12 +37,11 @@ import time
 import warnings
 from typing import Callable, Sequence
 
-__all__ = ["JOBS_ENV", "Pending", "max_jobs", "run_jobs", "start_job"]
+__all__ = ["JOBS_ENV", "JobStream", "Pending", "max_jobs", "run_jobs", "start_job"]
 
 JOBS_ENV = "XLAC_COMPILE_JOBS"  # mirrored by compiler/flags.py ("compile_jobs")
 _DEFAULT_MAX = 4
 _LENGTH = struct.Struct("<Q")
-_RESULT = struct.Struct("<IQ")  # job index, result length
 
 
 def _cores() -> int:
@@ -149,6 +148,8 @@ def _fork_writer(child: Callable[[int], None]) -> tuple[int, int] | None:
         status = 1
         try:
             os.close(read_fd)
+            for fd in _PARENT_ONLY:
+                os.close(fd)
             child(write_fd)
             status = 0
         finally:
@@ -172,49 +173,227 @@ def _start(job: Callable[[], bytes]) -> _Child | None:
     return None if started is None else _Child(*started)
 
 
-class _Worker:
-    """A forked child taking jobs from the shared claim pipe (see ``run_jobs``)."""
+_TOKEN = struct.Struct("<IQQ")  # job index, offset and length of its bytes in a file
+# Write ends of claim pipes only the process that made them may hold: a child
+# forked later closes them (else a claim pipe would never reach its end).
+_PARENT_ONLY: set[int] = set()
 
-    def __init__(self, pid: int, fd: int):
-        self.pid, self.fd = pid, fd
 
-    def collect(self, deadline: float) -> dict[int, bytes]:
-        """Results of the jobs the child finished, by index, until it exits
-        (or the deadline passes: it is then killed; its last job is lost)."""
-        results: dict[int, bytes] = {}
-        buffer = b""
+def _scratch_file() -> int:
+    """A file descriptor for bytes shared with children (in memory where possible)."""
+    if hasattr(os, "memfd_create"):
         try:
+            return os.memfd_create("xlac-jobs", os.MFD_CLOEXEC)
+        except OSError:
+            pass
+    import tempfile
+
+    handle = tempfile.TemporaryFile()
+    fd = os.dup(handle.fileno())
+    handle.close()
+    return fd
+
+
+def _pread_all(fd: int, length: int, offset: int) -> bytes:
+    chunks = []
+    while length:
+        chunk = os.pread(fd, length, offset)
+        if not chunk:
+            raise OSError("job file ended early")
+        chunks.append(chunk)
+        length -= len(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
+class _Worker:
+    """A forked child taking jobs from a ``JobStream``'s claim pipe; it writes
+    each result to its own file and a token for it to its pipe."""
+
+    def __init__(self, pid: int, fd: int, results: int):
+        self.pid, self.fd, self.results = pid, fd, results
+        self.tokens = b""
+
+    def read(self) -> list[tuple[int, int, int]]:
+        """Tokens (index, offset, length) of the results the child reported since
+        the last read (call when its pipe is readable); at its end (the child
+        exited or died) the pipe is closed and ``fd`` becomes -1."""
+        chunk = os.read(self.fd, 1 << 16)
+        if not chunk:
+            self.close()
+            return []
+        self.tokens += chunk
+        whole = len(self.tokens) - len(self.tokens) % _TOKEN.size
+        ready = [_TOKEN.unpack_from(self.tokens, at) for at in range(0, whole, _TOKEN.size)]
+        self.tokens = self.tokens[whole:]
+        return ready
+
+    def close(self) -> None:
+        _Child.close(self)
+
+    def release(self) -> None:
+        self.close()
+        if self.results >= 0:
+            os.close(self.results)
+            self.results = -1
+
+
+class JobStream:
+    """Jobs handed over one at a time to forked children that start on them
+    while this process goes on making the next ones (see [Compiling in
+    forked children]).
+
+    ``run(payload) -> bytes`` is the job, fixed when the children are forked
+    (at construction); ``submit(payload)`` adds one, ``results()`` takes the
+    jobs nobody has started, runs them here and returns every job's result in
+    submission order. Children read payloads from a shared file and claim
+    jobs through a pipe (a token per job, read atomically), so a busy child
+    simply takes fewer; whatever a child fails to deliver is run here.
+    """
+
+    def __init__(self, run: Callable[[bytes], bytes], processes: int):
+        self._run = run
+        self._payloads: list[bytes] = []
+        self._offset = 0
+        self._started = time.monotonic()
+        self._workers: list[_Worker] = []
+        self._local: set[int] = set()  # jobs that could not be handed over
+        self._file = self._claims = self._claim_write = -1
+        if processes < 2:
+            return
+        try:
+            self._file = _scratch_file()
+            self._claims, self._claim_write = os.pipe()
+        except OSError:
+            self._close_pipes()
+            return
+        _PARENT_ONLY.add(self._claim_write)
+        # Non-blocking for this process: once the claim pipe is empty, every
+        # job has been taken (children wait for tokens with select).
+        os.set_blocking(self._claims, False)
+        for _ in range(processes - 1):
+            worker = self._start_worker()
+            if worker is not None:
+                self._workers.append(worker)
+        if not self._workers:
+            self._close_pipes()
+
+    def _start_worker(self) -> _Worker | None:
+        try:
+            results = _scratch_file()
+        except OSError:
+            return None
+        claims, payloads, run = self._claims, self._file, self._run
+
+        def child(write_fd: int) -> None:
+            offset = 0
             while True:
-                while len(buffer) >= _RESULT.size:
-                    index, size = _RESULT.unpack_from(buffer)
-                    if len(buffer) < _RESULT.size + size:
-                        break
-                    results[index] = buffer[_RESULT.size:_RESULT.size + size]
-                    buffer = buffer[_RESULT.size + size:]
+                select.select([claims], [], [])
+                try:
+                    token = os.read(claims, _TOKEN.size)
+                except BlockingIOError:  # another process took it
+                    continue
+                if not token:
+                    return
+                index, at, length = _TOKEN.unpack(token)
+                data = bytes(run(_pread_all(payloads, length, at)))
+                _pwrite_all(results, data, offset)
+                _write_all(write_fd, _TOKEN.pack(index, offset, len(data)))
+                offset += len(data)
+
+        started = _fork_writer(child)
+        if started is None:
+            os.close(results)
+            return None
+        return _Worker(*started, results)
+
+    @property
+    def parallel(self) -> bool:
+        """Whether children take part (else ``results()`` runs every job here)."""
+        return bool(self._workers)
+
+    def submit(self, payload: bytes) -> None:
+        """Add a job; a child may start on it at once."""
+        index = len(self._payloads)
+        self._payloads.append(bytes(payload))
+        if not self._workers:
+            return
+        try:
+            _pwrite_all(self._file, payload, self._offset)
+            # One token is far below PIPE_BUF: written and read whole.
+            os.write(self._claim_write, _TOKEN.pack(index, self._offset, len(payload)))
+        except OSError:  # the job is run here (its token never went out)
+            self._local.add(index)
+        self._offset += len(payload)
+
+    def results(self, *, patience: float = 3.0, grace: float = 2.0) -> list[bytes]:
+        """Every job's result, in submission order. Children are awaited until
+        ``patience`` times as long as this process has been busy since the
+        stream began, plus ``grace`` seconds; a job a child failed (or was
+        late) to deliver is run here. Exceptions come only from jobs run here."""
+        count = len(self._payloads)
+        results: list[bytes | None] = [None] * count
+        try:
+            self._close_claim_write()
+            for index in sorted(self._local):
+                results[index] = self._run(self._payloads[index])
+            while self._workers:
+                try:
+                    token = os.read(self._claims, _TOKEN.size)
+                except BlockingIOError:
+                    break  # every job has been taken
+                if not token:
+                    break
+                index = _TOKEN.unpack(token)[0]
+                results[index] = self._run(self._payloads[index])
+            now = time.monotonic()
+            deadline = now + patience * (now - self._started) + grace
+            waiting = {worker.fd: worker for worker in self._workers}
+            while waiting and None in results:
                 left = deadline - time.monotonic()
-                if left <= 0 or not select.select([self.fd], [], [], left)[0]:
-                    return results
-                chunk = os.read(self.fd, 1 << 20)
-                if not chunk:
-                    return results  # the child is done (or died)
-                buffer += chunk
+                ready = select.select(list(waiting), [], [], left)[0] if left > 0 else []
+                if not ready:
+                    break
+                for fd in ready:
+                    worker = waiting[fd]
+                    for index, at, length in worker.read():
+                        results[index] = _pread_all(worker.results, length, at)
+                    if worker.fd < 0:
+                        del waiting[fd]
+            return [data if data is not None else self._run(payload)
+                    for data, payload in zip(results, self._payloads, strict=True)]
         finally:
             self.close()
 
-    close = _Child.close
+    def _close_claim_write(self) -> None:
+        if self._claim_write >= 0:
+            _PARENT_ONLY.discard(self._claim_write)
+            os.close(self._claim_write)
+            self._claim_write = -1
 
+    def _close_pipes(self) -> None:
+        self._close_claim_write()
+        for fd in (self._claims, self._file):
+            if fd >= 0:
+                os.close(fd)
+        self._claims = self._file = -1
 
-def _start_worker(jobs: Sequence[Callable[[], bytes]], claims: int) -> _Worker | None:
-    def child(write_fd: int) -> None:
-        while True:
-            token = os.read(claims, 1)
-            if not token:
-                break
-            data = bytes(jobs[token[0]]())
-            _write_all(write_fd, _RESULT.pack(token[0], len(data)) + data)
+    def close(self) -> None:
+        """Stop the children (killing any still at work) and free the pipes."""
+        self._close_pipes()
+        workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.release()
 
-    started = _fork_writer(child)
-    return None if started is None else _Worker(*started)
+    def __del__(self):
+        self.close()
 
 
 def run_jobs(jobs: Sequence[Callable[[], bytes]], *, processes: int | None = None,
@@ -232,39 +411,10 @@ def run_jobs(jobs: Sequence[Callable[[], bytes]], *, processes: int | None = Non
     """
     count = len(jobs)
     processes = min(count if processes is None else processes, count)
-    if processes < 2 or count > 255:  # one byte per claim token
-        return [job() for job in jobs]
-    try:
-        claim_read, claim_write = os.pipe()
-    except OSError:
-        return [job() for job in jobs]
-    try:
-        os.write(claim_write, bytes(range(count)))  # count <= 255 fits any pipe buffer
-    finally:
-        os.close(claim_write)  # children must not hold it: EOF ends their loop
-    workers = []
-    try:
-        for _ in range(processes - 1):
-            worker = _start_worker(jobs, claim_read)
-            if worker is not None:
-                workers.append(worker)
-        results: list[bytes | None] = [None] * count
-        start = time.monotonic()
-        while True:
-            token = os.read(claim_read, 1)
-            if not token:
-                break
-            results[token[0]] = jobs[token[0]]()
-        deadline = time.monotonic() + patience * (time.monotonic() - start) + grace
-        for worker in workers:
-            for index, data in worker.collect(deadline).items():
-                results[index] = data
-        return [data if data is not None else job() for data, job in zip(results, jobs,
-                                                                         strict=True)]
-    finally:
-        os.close(claim_read)
-        for worker in workers:
-            worker.close()
+    stream = JobStream(lambda payload: jobs[int.from_bytes(payload, "little")](), processes)
+    for index in range(count):
+        stream.submit(index.to_bytes(4, "little"))
+    return stream.results(patience=patience, grace=grace)
 
 
 class Pending:

@@ -7,11 +7,16 @@ disk cache when the caller can name the program before building its LLVM IR.
 process skips LLVM entirely; ``compile_program`` and ``link_program`` are the
 two halves. A large module is compiled in parts by several processes at once
 (see [Splitting a module] in runtime/module_split.py and [Compiling in forked
-children] in runtime/forked.py); its object files are linked together.
+children] in runtime/forked.py); its object files are linked together. Given
+a code generator that hands over functions as it finishes them
+(``build_in_parts``), ``load_cached`` compiles the first parts while the rest
+is still being generated (``PartCompiler``; see [Parts of a module still
+being generated] in runtime/module_stream.py).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -22,15 +27,18 @@ from ir.dtypes import TensorType
 from runtime.cache import CompileCache, ProgramInfo, environment as cache_environment
 from runtime.errors import JitError
 from runtime.executable import Executable
-from runtime.forked import max_jobs, run_jobs
+from runtime.forked import JobStream, max_jobs, run_jobs
 from runtime.jit import jit_engine, pack_objects
 from runtime.llvm_module import optimize_module, parse_module
-from runtime.module_split import function_names, merge_duplicates, split_module
+from runtime.module_split import _NAME, function_costs, function_names, merge_duplicates, \
+    split_module
+from runtime.module_stream import ModuleStream, StreamError
 from runtime.pyabi import numpy_data_offset, wrapper_llvm_ir, wrapper_name
 from runtime.target import host_target_machine
 from runtime.threadpool import POOL_SYMBOL, pool_symbols
 
-__all__ = ["load_program", "load_cached", "compile_program", "link_program", "CompiledProgram"]
+__all__ = ["load_program", "load_cached", "compile_program", "link_program", "CompiledProgram",
+           "PartCompiler"]
 
 
 # A module is split into parts of at least this estimated compile time (ms):
@@ -89,12 +97,7 @@ def compile_program(llvm_ir: str, *, name: str, param_types: Sequence[TensorType
     times = {}
     start = time.perf_counter()
     tm = host_target_machine()
-    offset = numpy_data_offset()
-    num_arrays = len(param_types) + len(result_types)
-    text = llvm_ir
-    if offset is not None:
-        checks = _overlap_checks(tuple(param_types), donated)
-        text += "\n" + wrapper_llvm_ir(entry, num_arrays, offset, checks)
+    text = llvm_ir + _wrapper(entry, param_types, result_types, donated)
     # Generated code repeats functions (the same GEMM packing for two products).
     text, _ = merge_duplicates(text)
     object_code = _compile_in_parts(text, name, tm, times, start)
@@ -109,14 +112,27 @@ def compile_program(llvm_ir: str, *, name: str, param_types: Sequence[TensorType
         times["optimize"] = time.perf_counter() - start - times["parse"]
         object_code = tm.emit_object(module)
         times["codegen"] = time.perf_counter() - start - times["parse"] - times["optimize"]
-    info = ProgramInfo(
-        name=name, entry=entry,
-        call_symbol=wrapper_name(entry) if offset is not None else entry,
+    info = _program_info(name, entry, param_types, result_types, arena_bytes, donated)
+    return CompiledProgram(object_code, info, optimized, times)
+
+
+def _wrapper(entry: str, param_types, result_types, donated) -> str:
+    """The Python-object wrapper's LLVM IR (runtime/pyabi.py), or "" without one."""
+    offset = numpy_data_offset()
+    if offset is None:
+        return ""
+    checks = _overlap_checks(tuple(param_types), donated)
+    return "\n" + wrapper_llvm_ir(entry, len(param_types) + len(result_types), offset, checks)
+
+
+def _program_info(name, entry, param_types, result_types, arena_bytes, donated) -> ProgramInfo:
+    takes_objects = numpy_data_offset() is not None
+    return ProgramInfo(
+        name=name, entry=entry, call_symbol=wrapper_name(entry) if takes_objects else entry,
         param_types=tuple(param_types), result_types=tuple(result_types),
-        arena_bytes=int(arena_bytes), takes_objects=offset is not None,
+        arena_bytes=int(arena_bytes), takes_objects=takes_objects,
         donated=tuple((int(j), int(i)) for j, i in donated),
     )
-    return CompiledProgram(object_code, info, optimized, times)
 
 
 def _compile_in_parts(text: str, name: str, tm: llvm.TargetMachine,
@@ -150,6 +166,104 @@ def _compile_part(text: str, name: str, tm: llvm.TargetMachine, defined: frozens
     optimize_module(module, tm)
     _check_externals(module, name, defined)
     return tm.emit_object(module)
+
+
+# The stream cuts a part once its functions are estimated to cost this much
+# (CPU ms): a part costs a few ms of its own (parsing the context, pass
+# setup), and the last part compiled sets how long the others wait.
+STREAM_PART_MS = 40.0
+_DECLARED = re.compile(r"^declare\s+[^@]*?" + _NAME, re.MULTILINE)
+
+
+class PartCompiler:
+    """Compiles a module in parts, by this process and forked children, while
+    its code generator is still producing it (see [Parts of a module still
+    being generated] in runtime/module_stream.py).
+
+    The generator calls ``add(definitions, context)`` as functions are
+    finished; ``finish(...)`` compiles what is left, here and in the
+    children, and returns the program's object code, or None if the module
+    could not be streamed (the caller then compiles its whole text).
+    """
+
+    def __init__(self, name: str, processes: int):
+        self.name = name
+        self._tm = host_target_machine()
+        self._module = ModuleStream()
+        self._processes = processes
+        # Forked at the first cut: a program that fits in one part never forks.
+        self._jobs: JobStream | None = None
+        self._pending: list[str] = []
+        self._pending_cost = 0.0
+        self._context: Callable[[], str] | None = None
+        self._failed = False
+
+    def _compile(self, text: bytes) -> bytes:
+        module = parse_module(text.decode(), self._tm, name=self.name)
+        optimize_module(module, self._tm)
+        return self._tm.emit_object(module)
+
+    def add(self, definitions: list[str], context: Callable[[], str]) -> None:
+        """Take the texts of functions just finished; ``context()`` gives the
+        module's other top-level text so far."""
+        if self._failed or not definitions:
+            return
+        self._context = context
+        self._pending += definitions
+        costs = function_costs("\n".join(definitions))
+        self._pending_cost += sum(costs.values()) if costs else STREAM_PART_MS
+        if self._pending_cost >= STREAM_PART_MS:
+            self._cut(context())
+
+    def _cut(self, context: str, extra: Sequence[str] = ()) -> None:
+        definitions, self._pending, self._pending_cost = self._pending + list(extra), [], 0.0
+        try:
+            text = self._module.part(context, definitions)
+        except StreamError:
+            self.close()
+            return
+        if text is not None:
+            if self._jobs is None:
+                self._jobs = JobStream(self._compile, self._processes)
+            self._jobs.submit(text.encode())
+
+    def finish(self, *, entry: str, param_types: Sequence[TensorType],
+               result_types: Sequence[TensorType], arena_bytes: int,
+               donated: Sequence[tuple[int, int]] = ()) -> CompiledProgram | None:
+        """The compiled program (its last part holds the Python wrapper), or None."""
+        start = time.perf_counter()
+        if self._jobs is None:  # one part at most: compiled whole, as usual
+            self._failed = True
+        wrapper = _wrapper(entry, param_types, result_types, donated)
+        if not self._failed:
+            context = self._context()
+            self._cut(context, [wrapper] if wrapper else [])
+        if self._failed:
+            self.close()
+            return None
+        try:
+            objects = self._jobs.results()
+        except JitError:
+            return None  # the whole module, compiled again, reports it properly
+        missing = sorted(
+            name for name in {m.group("quoted") or m.group("plain")
+                              for m in _DECLARED.finditer(context)}
+            if not name.startswith("llvm.") and name != POOL_SYMBOL
+            and name not in self._module.names and llvm.address_of_symbol(name) is None)
+        if missing:
+            raise JitError(
+                f"'{self.name}' calls external function(s) {', '.join(missing)} that this "
+                "process does not define; load their library first "
+                "(llvmlite.binding.load_library_permanently)")
+        info = _program_info(self.name, entry, param_types, result_types, arena_bytes, donated)
+        return CompiledProgram(pack_objects(objects), info, None,
+                               {"compile_rest": time.perf_counter() - start})
+
+    def close(self) -> None:
+        """Stop the children (after an error in the generator)."""
+        self._failed = True
+        if self._jobs is not None:
+            self._jobs.close()
 
 
 def link_program(object_code: bytes, info: ProgramInfo, *, llvm_ir: str | Callable[[], str],
@@ -194,7 +308,8 @@ def load_program(llvm_ir: str, *, name: str, param_types: Sequence[TensorType],
 
 def load_cached(program_text: str, build: Callable[[], object], *, name: str,
                 salt: str = "", cache: CompileCache | None = None,
-                donated: Sequence[tuple[int, int]] = ()) -> Executable:
+                donated: Sequence[tuple[int, int]] = (),
+                build_in_parts: Callable[[PartCompiler], object] | None = None) -> Executable:
     """The program named by ``program_text``, from the disk cache or compiled.
 
     ``program_text`` must determine the generated code together with ``salt``
@@ -202,6 +317,9 @@ def load_cached(program_text: str, build: Callable[[], object], *, name: str,
     only on a miss (or when the LLVM IR is asked for later) and returns an
     object with ``llvm_ir``, ``entry``, ``param_types``, ``result_types`` and
     ``arena_bytes`` (e.g. ``compiler.codegen.LoweredProgram``).
+    ``build_in_parts(compiler)``, if given, does the same while handing its
+    functions to ``compiler.add`` as they are finished; on a miss it is used
+    instead of ``build`` when compiles may use several processes.
     """
     cache = CompileCache() if cache is None else cache
     offset = numpy_data_offset()
@@ -221,13 +339,39 @@ def load_cached(program_text: str, build: Callable[[], object], *, name: str,
                                     compile_seconds={"cache_load": lookup})
             except JitError as error:
                 cache.note_unusable(key, name, str(error))
-    program = build()
-    compiled = compile_program(program.llvm_ir, name=name, param_types=program.param_types,
-                               result_types=program.result_types,
-                               arena_bytes=program.arena_bytes, entry=program.entry,
-                               donated=donated)
+    program, compiled = _build_and_compile(name, build, build_in_parts, donated)
     if key is not None:
         cache.store(key, compiled.object_code, compiled.info, environment=environment)
-    return link_program(compiled.object_code, compiled.info, llvm_ir=program.llvm_ir,
+    return link_program(compiled.object_code, compiled.info,
+                        llvm_ir=lambda: program.llvm_ir,
                         optimized_llvm_ir=compiled.optimized_llvm_ir,
                         compile_seconds=compiled.seconds)
+
+
+def _build_and_compile(name: str, build, build_in_parts, donated):
+    """(the built program, its CompiledProgram): compiled in parts while it is
+    built where possible, else built and then compiled."""
+    compiled = None
+    jobs = max_jobs() if build_in_parts is not None else 1
+    if jobs >= 2:
+        start = time.perf_counter()
+        parts = PartCompiler(name, jobs)
+        try:
+            program = build_in_parts(parts)
+        except BaseException:
+            parts.close()
+            raise
+        built = time.perf_counter() - start
+        compiled = parts.finish(entry=program.entry, param_types=program.param_types,
+                                result_types=program.result_types,
+                                arena_bytes=program.arena_bytes, donated=donated)
+        if compiled is not None:
+            compiled.seconds["build_in_parts"] = built
+    else:
+        program = build()
+    if compiled is None:
+        compiled = compile_program(program.llvm_ir, name=name, param_types=program.param_types,
+                                   result_types=program.result_types,
+                                   arena_bytes=program.arena_bytes, entry=program.entry,
+                                   donated=donated)
+    return program, compiled

@@ -286,6 +286,30 @@ def merge_duplicates(text: str) -> tuple[str, int]:
         removed += len(renames)
 
 
+def _global_kind(line: str) -> tuple[str, str] | None:
+    """(name, kind) of a top-level global line, kind one of "declaration",
+    "constant", "mutable" (also aliases and linkages kept out of splitting);
+    None for other lines."""
+    match = _GLOBAL.match(line)
+    if match is None:
+        return None
+    words = match.group("definition").split()
+    while words and words[0] in ("internal", "private", "unnamed_addr",
+                                 "local_unnamed_addr", "dso_local"):
+        words = words[1:]
+    if words[:1] == ["external"]:
+        return _name_of(match), "declaration"
+    return _name_of(match), "constant" if words[:1] == ["constant"] else "mutable"
+
+
+def _internal_copy(line: str) -> str:
+    """A constant's definition as a private copy for another part (LLVM drops
+    it where unused; no code compares constant addresses)."""
+    if re.match(r"[^=]*=\s*(internal|private)\b", line):
+        return line
+    return re.sub(r"=\s*", "= internal ", line, count=1)
+
+
 def split_module(text: str, parts: int = 2, *, min_part_cost: float = 0.0
                  ) -> list[str] | None:
     """The module's text cut into up to ``parts`` modules (see [Splitting a
@@ -311,18 +335,12 @@ def split_module(text: str, parts: int = 2, *, min_part_cost: float = 0.0
     names = {fn.name for fn in functions}
     globals_ = {}
     for k, line in enumerate(rest):
-        match = _GLOBAL.match(line)
-        if match is None:
+        kind = _global_kind(line)
+        if kind is None or kind[1] == "declaration":
             continue
-        words = match.group("definition").split()
-        while words and words[0] in ("internal", "private", "unnamed_addr",
-                                     "local_unnamed_addr", "dso_local"):
-            words = words[1:]
-        if words[:1] == ["external"]:
-            continue  # a declaration
-        if words[:1] != ["constant"]:
-            return None  # mutable (each part would get its own), an alias, a linkage we keep out
-        globals_[_name_of(match)] = k
+        if kind[1] == "mutable":
+            return None  # each part would get its own
+        globals_[kind[0]] = k
 
     # Longest processing time first, by groups that stay together.
     total = sum(fn.cost for fn in functions)
@@ -357,8 +375,8 @@ def split_module(text: str, parts: int = 2, *, min_part_cost: float = 0.0
     for p in range(parts):
         lines = list(rest)
         for name, k in globals_.items():
-            if p != 0 and not re.match(r"[^=]*=\s*(internal|private)\b", rest[k]):
-                lines[k] = re.sub(r"=\s*", "= internal ", rest[k], count=1)
+            if p != 0:
+                lines[k] = _internal_copy(rest[k])
         mine = [fn for fn in functions if owner[fn.name] == p]
         needed = sorted({ref for fn in mine for ref in fn.references
                          if ref in names and owner[ref] != p})

@@ -1,16 +1,17 @@
 """One LLVM function per equation: the kernel table and the kernel builder.
 
 ``KERNEL_EMITTERS`` holds the ops with loop nests of their own (reductions,
-dot); every other op is elemental (elemental.py). A kernel is
-``define internal void @k<n>_<op>(ptr noalias %out..., ptr noalias %in..., [ptr noalias %scratch])``:
+dot); every other op is elemental (elemental.py). A kernel is ``define internal
+void @k<n>_<op>(ptr noalias %out..., ptr noalias %in..., [ptr noalias %scratch]) noinline``:
 the entry function calls it with buffers that never overlap (inputs may be the
-same buffer as each other: ``noalias`` permits that for buffers only read).
+same buffer as each other: ``noalias`` permits that for buffers only read); an
+output written over an input's buffer has no parameter of its own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 import llvmlite.ir as ll
 
@@ -72,21 +73,37 @@ def scratch_bytes(eqn: Eqn) -> int:
     return rule.scratch_bytes(eqn) if rule is not None else 0
 
 
-def emit_kernel(module: ll.Module, name: str, eqn: Eqn) -> ll.Function:
-    """Define the kernel computing ``eqn`` (outputs, then inputs, then scratch)."""
+def emit_kernel(module: ll.Module, name: str, eqn: Eqn,
+                in_place: Mapping[int, int] | None = None) -> ll.Function:
+    """Define the kernel computing ``eqn`` (outputs, then inputs, then scratch).
+
+    ``in_place`` maps outputs to the inputs whose buffers they are written
+    over (the memory plan's in-place results, donated parameters): such an
+    output gets no parameter of its own and is written through the input's
+    pointer, since two ``noalias`` pointers to one buffer that is written
+    would let LLVM reorder the loads and stores of it.
+    """
+    in_place = dict(in_place or {})
     has_scratch = scratch_bytes(eqn) > 0
-    arity = len(eqn.outputs) + len(eqn.inputs) + int(has_scratch)
+    own = [k for k in range(len(eqn.outputs)) if k not in in_place]
+    arity = len(own) + len(eqn.inputs) + int(has_scratch)
     fn = ll.Function(module, ll.FunctionType(VOID, [PTR] * arity), name)
     fn.linkage = "internal"
+    # Called once, from the entry: inlining gains nothing, and kernels must
+    # compile alike in whichever part of the module they go to (lower.py).
+    fn.attributes.add("noinline")
     fn.attributes.add("nounwind")
     args = list(fn.args)
-    n_out, n_in = len(eqn.outputs), len(eqn.inputs)
-    names = [f"out{i}" for i in range(n_out)] + [f"in{i}" for i in range(n_in)] + ["scratch"]
+    n_out, n_in = len(own), len(eqn.inputs)
+    names = [f"out{i}" for i in own] + [f"in{i}" for i in range(n_in)] + ["scratch"]
     for arg, arg_name in zip(args, names, strict=False):  # scratch is optional
         arg.name = arg_name
         arg.add_attribute("noalias")
-    outs = [Array(p, v.type) for p, v in zip(args[:n_out], eqn.outputs, strict=True)]
-    ins = [Array(p, v.type) for p, v in zip(args[n_out:n_out + n_in], eqn.inputs, strict=True)]
+    in_pointers = args[n_out:n_out + n_in]
+    out_pointers = dict(zip(own, args[:n_out], strict=True))
+    outs = [Array(out_pointers[k] if k in out_pointers else in_pointers[in_place[k]], v.type)
+            for k, v in enumerate(eqn.outputs)]
+    ins = [Array(p, v.type) for p, v in zip(in_pointers, eqn.inputs, strict=True)]
     scratch = args[-1] if has_scratch else None
     operands = [array_generator(a) for a in ins]
     b = ll.IRBuilder(fn.append_basic_block("entry"))

@@ -8,12 +8,20 @@ The entry point follows the runtime's calling convention (runtime/executable.py)
 It calls the kernels in program order with pointers into the table and the
 arena, then copies repeated results. The module also defines
 ``i64 <entry>_arena_bytes``, the arena size an AOT caller must provide.
+
+Given a ``parts`` sink (runtime/loader.py ``PartCompiler``), ``lower`` hands
+over the functions of each kernel as soon as they are finished, so that they
+compile in other processes while the rest is lowered (see [Parts of a module
+still being generated] in runtime/module_stream.py). Kernels are
+``noinline``: the entry calls each once, and whether it was inlined there
+must not depend on which part it went to.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping
+import functools
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Protocol
 
 import llvmlite.ir as ll
 
@@ -29,16 +37,30 @@ from compiler.codegen.memory import MemoryPlan, plan_memory
 __all__ = ["LoweredProgram", "lower", "lower_function", "plan_program", "memory_plan_text"]
 
 
+class PartSink(Protocol):
+    """Takes the definitions of finished functions (runtime.loader.PartCompiler)."""
+
+    def add(self, definitions: list[str], context: Callable[[], str]) -> None:
+        """``definitions``: LLVM IR texts of functions just finished; ``context()``:
+        the module's other top-level text (globals, declarations, metadata) so far."""
+
+
 @dataclass(frozen=True)
 class LoweredProgram:
     """The LLVM IR of a function and what the runtime needs to call it."""
 
     name: str
     entry: str
-    llvm_ir: str
+    text: Callable[[], str] = field(repr=False, compare=False)
     param_types: tuple[TensorType, ...]
     result_types: tuple[TensorType, ...]
     arena_bytes: int
+
+    @functools.cached_property
+    def llvm_ir(self) -> str:
+        """The module's text (printed on first use: after a compile in parts,
+        only dumps and AOT compiles need it whole)."""
+        return self.text()
 
 
 def lower_function(fn: Function, *, entry: str = "entry") -> str:
@@ -46,12 +68,13 @@ def lower_function(fn: Function, *, entry: str = "entry") -> str:
     return lower(fn, entry=entry).llvm_ir
 
 
-def lower(fn: Function, *, entry: str = "entry",
-          donated: Mapping[int, int] | None = None) -> LoweredProgram:
+def lower(fn: Function, *, entry: str = "entry", donated: Mapping[int, int] | None = None,
+          parts: PartSink | None = None) -> LoweredProgram:
     """Lower ``fn`` (checked first: see check.py) to a ``LoweredProgram``.
 
     ``donated`` maps result indices to parameter indices whose buffers the
     runtime passes as those results' buffers (see codegen/donation.py).
+    ``parts`` receives the functions as they are finished (entry last).
     """
     fn, unchanged, plan = plan_program(fn, donated)
     module = ll.Module(name=fn.name)
@@ -63,15 +86,20 @@ def lower(fn: Function, *, entry: str = "entry",
     table.add_attribute("noalias")
     b = ll.IRBuilder(entry_fn.append_basic_block("entry"))
     pointers = _Pointers(b, table, fn, plan)
+    finished = _Finished(module, entry_fn)
 
     for n, eqn in enumerate(fn.eqns):
         if all(v.type.size == 0 for v in eqn.outputs):
             continue  # nothing to compute
-        kernel = emit_kernel(module, f"k{n}_{eqn.op}", eqn)
-        args = [pointers.of(v) for v in eqn.outputs] + [pointers.of(v) for v in eqn.inputs]
+        in_place = _in_place(plan, eqn)
+        kernel = emit_kernel(module, f"k{n}_{eqn.op}", eqn, in_place)
+        args = [pointers.of(v) for k, v in enumerate(eqn.outputs) if k not in in_place]
+        args += [pointers.of(v) for v in eqn.inputs]
         if eqn in plan.scratch:
             args.append(pointers.arena_at(plan.scratch[eqn]))
         b.call(kernel, args)
+        if parts is not None:
+            parts.add(finished.texts(), finished.context)
 
     for value, j in plan.copies:
         if value.type.nbytes and j not in unchanged:  # a donated parameter returned as is
@@ -81,12 +109,52 @@ def lower(fn: Function, *, entry: str = "entry",
     arena_size = ll.GlobalVariable(module, I64, f"{entry}_arena_bytes")
     arena_size.global_constant = True
     arena_size.initializer = index_constant(plan.arena_bytes)
+    if parts is not None:
+        parts.add(finished.texts(last=True), finished.context)
 
     return LoweredProgram(
-        name=fn.name, entry=entry, llvm_ir=str(module),
+        name=fn.name, entry=entry, text=module.__str__,
         param_types=tuple(fn.param_types), result_types=tuple(fn.output_types),
         arena_bytes=plan.arena_bytes,
     )
+
+
+def _in_place(plan: MemoryPlan, eqn) -> dict[int, int]:
+    """Outputs of ``eqn`` that the plan puts in the buffer of one of its inputs
+    (in-place results, donated parameters): output index -> input index."""
+    inputs = {plan.locations[v]: j for j, v in enumerate(eqn.inputs)}
+    found = {}
+    for k, v in enumerate(eqn.outputs):
+        j = inputs.get(plan.locations[v])
+        if j is not None and v.type.nbytes:
+            found[k] = j
+    return found
+
+
+class _Finished:
+    """The functions of a module being lowered that are finished and not yet
+    handed over, and the module's other text."""
+
+    def __init__(self, module: ll.Module, entry_fn: ll.Function):
+        self.module, self.entry_fn = module, entry_fn
+        self._seen = 0  # globals looked at so far (the dict keeps creation order)
+
+    def texts(self, *, last: bool = False) -> list[str]:
+        """Texts of the functions defined since the last call (with the entry if ``last``)."""
+        values = list(self.module.globals.values())
+        new = [str(g) for g in values[self._seen:]
+               if isinstance(g, ll.Function) and g.blocks and g is not self.entry_fn]
+        self._seen = len(values)
+        return new + [str(self.entry_fn)] if last else new
+
+    def context(self) -> str:
+        """The module's text without function definitions."""
+        m = self.module
+        lines = [f'; ModuleID = "{m.name}"', f'target triple = "{m.triple}"',
+                 f'target datalayout = "{m.data_layout}"', ""]
+        lines += [str(g) for g in m.globals.values()
+                  if not (isinstance(g, ll.Function) and g.blocks)]
+        return "\n".join(lines + m._get_metadata_lines())  # llvmlite's own metadata printer
 
 
 def plan_program(fn: Function, donated: Mapping[int, int] | None = None

@@ -317,7 +317,8 @@ def _mlp_step():
 
 @needs_fork
 @pytest.mark.parametrize("threads", ["1", "2"])
-def test_a_program_compiled_in_parts_gives_the_same_results(monkeypatch, threads):
+@pytest.mark.parametrize("mode", ["split", "streamed"])
+def test_a_program_compiled_in_parts_gives_the_same_results(monkeypatch, threads, mode):
     from compiler import jit
     from compiler.pipeline import clear_cache
 
@@ -325,13 +326,28 @@ def test_a_program_compiled_in_parts_gives_the_same_results(monkeypatch, threads
     monkeypatch.setenv("XLAC_CACHE_DIR", "off")
     step, args = _mlp_step()
     splits = []
+    if mode == "split":  # the whole module, cut after lowering
+        def counted(jobs, **kwargs):
+            splits.append((len(jobs), kwargs.get("processes")))
+            return run_jobs(jobs, **kwargs)
 
-    def counted(jobs, **kwargs):
-        splits.append((len(jobs), kwargs.get("processes")))
-        return run_jobs(jobs, **kwargs)
+        monkeypatch.setattr(loader, "run_jobs", counted)
+        monkeypatch.setattr(loader, "MIN_PART_MS", 0.0)  # split even this small program
+        monkeypatch.setattr(loader, "STREAM_PART_MS", 1e9)  # never cut while lowering
+    else:  # parts compiled while the rest is lowered
+        original = loader.JobStream
 
-    monkeypatch.setattr(loader, "run_jobs", counted)
-    monkeypatch.setattr(loader, "MIN_PART_MS", 0.0)  # split even this small program
+        class Counted(original):
+            def __init__(self, run, processes):
+                super().__init__(run, processes)
+                splits.append([0, processes])
+
+            def submit(self, payload):
+                splits[-1][0] += 1
+                super().submit(payload)
+
+        monkeypatch.setattr(loader, "JobStream", Counted)
+        monkeypatch.setattr(loader, "STREAM_PART_MS", 0.0)  # a part per kernel
     results = {}
     for jobs in ("1", "2", "4"):
         monkeypatch.setenv("XLAC_COMPILE_JOBS", jobs)
@@ -348,12 +364,14 @@ def test_a_program_compiled_in_parts_gives_the_same_results(monkeypatch, threads
 
 
 @needs_fork
-def test_a_split_program_goes_through_the_disk_cache(monkeypatch, tmp_path):
+@pytest.mark.parametrize("mode", ["split", "streamed"])
+def test_a_split_program_goes_through_the_disk_cache(monkeypatch, tmp_path, mode):
     from compiler.backend import compile_function
     from ir import Builder, DType, TensorType
 
     monkeypatch.setenv("XLAC_COMPILE_JOBS", "2")
     monkeypatch.setattr(loader, "MIN_PART_MS", 0.0)
+    monkeypatch.setattr(loader, "STREAM_PART_MS", 1e9 if mode == "split" else 0.0)
     b = Builder("split_cached")
     x = b.param(TensorType(DType.f32, (64, 96)))
     w = b.param(TensorType(DType.f32, (96, 80)))
@@ -361,7 +379,7 @@ def test_a_split_program_goes_through_the_disk_cache(monkeypatch, tmp_path):
     fn = b.finish([b.exp(y), b.reduce_sum(y, axes=[1])])
     cache = runtime.CompileCache(tmp_path)
     first = compile_function(fn, cache=cache)
-    assert "compile_parts" in first.compile_seconds
+    assert ("compile_parts" if mode == "split" else "compile_rest") in first.compile_seconds
     second = compile_function(fn, cache=cache)
     assert "cache_load" in second.compile_seconds
     rng = np.random.default_rng(1)
