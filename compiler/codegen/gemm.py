@@ -172,7 +172,7 @@ def _emit_shared_rows(b: ll.IRBuilder, plan: GemmPlan, name: str, c, a, bmat, sc
     b_packs = _gep(b, scratch, _const(plan.shared_a_bytes), I8) if plan.pack_b else null
 
     def step_of(inner, s):
-        """(pc, kcur, jb, nb, packed B) of step ``s``: k blocks outside, column blocks in."""
+        """(pc, kcur, jb, nb) of step ``s``: k blocks outside, column blocks inside."""
         pc = inner.mul(inner.udiv(s, _const(col_blocks)), _const(plan.kc))
         jb = inner.mul(inner.urem(s, _const(col_blocks)), _const(cols))
         kcur = _umin(inner, _const(plan.kc), inner.sub(_const(k), pc))

@@ -69,6 +69,8 @@ _MIN_CHUNK_FMAS = 64 * 64 * 64
 # Columns of one shared packed B block (kc x this: a few MiB, in L3).
 _SHARED_B_COLUMNS = 4096
 _L1_BYTES = 32 * 1024
+# Longest A rows (all mr of them) read in place ([A in place]).
+_IN_PLACE_A_BYTES = 48 * 1024
 _L2_BYTES = 1024 * 1024
 
 
@@ -234,7 +236,7 @@ def plan_gemm(shape: GemmShape, *, vector_bits: int, max_threads: int) -> GemmPl
     # Packing pays for itself by reuse: an A micro-panel serves every column
     # tile, a B micro-panel every row tile. Used once, an operand is read in
     # place (B only when its rows are contiguous: the kernel loads vectors).
-    pack_a = shape.n > nr
+    pack_a = shape.n > nr and not _rows_of_a_in_place(shape, mr)
     pack_b = shape.trans_b or shape.m > mr
     # A micro-panel mr x kc in about half of L1. Read in place, A gains
     # nothing from k blocks and streams best in whole rows.
@@ -248,6 +250,32 @@ def plan_gemm(shape: GemmShape, *, vector_bits: int, max_threads: int) -> GemmPl
     threads, split, chunks, chunk_units = _thread_split(shape, mr, nr, max_threads)
     return GemmPlan(shape, lanes, mr, nr, kc, mc, nc, threads, split, chunks, chunk_units,
                     pack_a, pack_b)
+
+
+def _rows_of_a_in_place(shape: GemmShape, mr: int) -> bool:
+    """Whether the micro-kernel reads A's ``mr`` rows as stored, all of k at once.
+
+    NOTE: [A in place]
+    Packing A costs a transposing copy of every k block (A is stored with k
+    contiguous, a panel wants the mr rows of each k step together). Read in
+    place, each k step loads one element of each of ``mr`` rows; a cache line
+    of a row serves 16 (f32) k steps, so the rows must stay in L1 together:
+    that fails when the row stride is a multiple of 4 KiB (all rows in one L1
+    set: 1024^3 ran at 99 against 107 GFLOP/s packed) or when the rows are
+    long. Measured on Zen 4, one thread, f32, in place with k in one block
+    against packed: 256x784x512 106 vs 104, 256x512x512 108 vs 105.5,
+    1000^3 109 vs 107, 256^3 110.6 vs 108 GFLOP/s. A stored transposed (k
+    outermost) gains nothing (784x256x512: equal) and stays packed.
+    """
+    if shape.trans_a:
+        return False
+    stride = shape.k * shape.dtype.itemsize
+    rows_bytes = mr * stride
+    # Rows per L1 set (64 sets of 64-byte lines): at most 6 of the 8 ways,
+    # leaving room for the B panel and C.
+    sets = [(r * stride // 64) % 64 for r in range(mr)]
+    crowded = max(sets.count(s) for s in sets) > 6
+    return rows_bytes <= _IN_PLACE_A_BYTES and not crowded
 
 
 def _thread_split(shape: GemmShape, mr: int, nr: int, max_threads: int
