@@ -21,6 +21,11 @@ propagate as in any order (no ``nnan``/``ninf`` flags); only an overflow that
 depends on the order (1e38 + 1e38 - 1e38 in f32) can differ. max/min/argmax/
 argmin are exact: nan propagates (``llvm.maximum``), argmax/argmin return the
 first index of the extreme and count a nan as the extreme, as numpy does.
+Float max/min combine with ``nsz``: a zero result may be -0 or +0 when both
+occur (numpy's own SIMD max leaves that to the order too). Without it
+``llvm.maximum`` orders -0 below +0 with three more operations per vector on
+x86 (6 instead of vmaxps + a nan check + blend), half the cost of a
+softmax's max pass.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from ir.core import Eqn
 from ir.dtypes import DType, TensorType
 from compiler.codegen.arrays import Array, Index
 from compiler.codegen.elemental import Generator
-from compiler.codegen.intrinsics import call_intrinsic
+from compiler.codegen.intrinsics import call_intrinsic, intrinsic
 from compiler.codegen.llvm_types import constant
 from compiler.codegen.loops import for_range, loop_nest
 
@@ -102,12 +107,18 @@ def _identity_and_combine(op: str, dtype: DType):
     maximum = op == "reduce_max"
     if dtype.is_float:
         identity = float("-inf") if maximum else float("inf")
-        intrinsic = "llvm.maximum" if maximum else "llvm.minimum"
+        name = "llvm.maximum" if maximum else "llvm.minimum"
+
+        def combine(b, acc, x):
+            fn = intrinsic(b.module, name, acc.type, 2)
+            return b.call(fn, [acc, x], fastmath=("nsz",))  # [Reduction tolerance]
+
+        return identity, combine
     else:
         bits = dtype.itemsize * 8
         identity = -(1 << (bits - 1)) if maximum else (1 << (bits - 1)) - 1
-        intrinsic = "llvm.smax" if maximum else "llvm.smin"
-    return identity, lambda b, acc, x: call_intrinsic(b, intrinsic, [acc, x])
+        name = "llvm.smax" if maximum else "llvm.smin"
+    return identity, lambda b, acc, x: call_intrinsic(b, name, [acc, x])
 
 
 def emit_reduce(b: ll.IRBuilder, eqn: Eqn, operands: list[Generator], outs: list[Array],
