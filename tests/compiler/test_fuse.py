@@ -290,6 +290,21 @@ def test_fused_float_sums_are_within_the_documented_reassociation_bound():
     assert abs(float(total) - exact) <= 2 * x.size * eps * exact
 
 
+def test_fused_and_plain_max_min_propagate_nan_and_zeros_keep_their_value():
+    # NOTE: [Reduction tolerance]: nan propagates; a zero result may carry either sign.
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((8, 1000)).astype(np.float32)
+    x[1, 999] = x[2, 0] = x[3, 517] = np.nan
+    x[4] = 0.0
+    x[4, ::3] = -0.0
+    x[5] = -x[4]
+    for ours, ref in ((fnp.max, np.max), (fnp.min, np.min)):
+        plain = np.asarray(jit(lambda v: ours(v, axis=1))(x))  # a reduction kernel
+        np.testing.assert_array_equal(plain, ref(x, axis=1))  # nan where numpy's; -0 == +0
+        fused = np.asarray(jit(lambda v: ours(fnp.exp(v), axis=1))(x))  # in a row fusion
+        np.testing.assert_allclose(fused, ref(np.exp(x), axis=1), rtol=2e-7)
+
+
 UNARY = ["neg", "exp", "tanh", "abs", "logistic", "sin"]
 BINARY = ["add", "sub", "mul", "maximum"]
 R, C = 6, 20
