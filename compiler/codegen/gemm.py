@@ -32,7 +32,7 @@ from compiler.codegen.gemm_pack import counted_loop, if_then, pack_block
 from compiler.codegen.errors import LoweringError
 from compiler.codegen.gemm_plan import GemmPlan, even_shares
 from compiler.codegen.llvm_types import I8, I32, I64, PTR, VOID, index_constant, value_type
-from compiler.codegen.parallel import emit_parallel
+from compiler.codegen.parallel import call_parallel, emit_parallel, outline
 
 __all__ = ["Epilogue", "emit_gemm"]
 
@@ -146,14 +146,14 @@ def _schedule(plan: GemmPlan) -> list[tuple[int, int, int]]:
     return entries
 
 
-def _schedule_table(module: ll.Module, name: str, entries) -> ll.GlobalVariable:
+def _schedule_table(module: ll.Module, name: str, entries) -> ll.Constant:
     words = [kind << (2 * _FIELD_BITS) | lo << _FIELD_BITS | hi for kind, lo, hi in entries]
     table_type = ll.ArrayType(I64, len(words))
     table = ll.GlobalVariable(module, table_type, f"{name}.schedule")
     table.global_constant = True
     table.linkage = "internal"
     table.initializer = ll.Constant(table_type, words)
-    return table
+    return table.bitcast(PTR)  # captured by chunk bodies as a plain pointer
 
 
 def _emit_shared_rows(b: ll.IRBuilder, plan: GemmPlan, name: str, c, a, bmat, scratch,
@@ -237,47 +237,41 @@ def _emit_shared_rows(b: ll.IRBuilder, plan: GemmPlan, name: str, c, a, bmat, sc
                         accumulate, finish)
 
     entries = _schedule(plan)
-    table = _schedule_table(b.module, name, entries)
+    first_packs = [(_PACK, lo, hi) for lo, hi in even_shares(-(-min(cols, n) // nr), 2 * team)]
     field = _const((1 << _FIELD_BITS) - 1)
 
     def step_body(inner, values, chunk, thread) -> None:
-        c_b, a_b, ap, b_b, b_packs_in, s, batch, c_base, *extra_in = values
-        slot = inner.gep(table, [ll.Constant(I32, 0), chunk], inbounds=True,
-                         source_etype=table.value_type)
-        word = inner.load(slot, typ=I64, align=8)
+        """Chunk ``chunk`` of ``table``: row tiles of step ``s`` or B panels of step
+        ``s + 1`` (the first fork-join packs step 0's with ``s = -1``)."""
+        table, c_b, a_b, ap, b_b, b_packs_in, s, batch, c_base, *extra_in = values
+        word = inner.load(_gep(inner, table, chunk, I64), typ=I64, align=8)
         kind = inner.lshr(word, _const(2 * _FIELD_BITS))
         lo = inner.and_(inner.lshr(word, _const(_FIELD_BITS)), field)
         hi = inner.and_(word, field)
         with if_then(inner, inner.icmp_unsigned("==", kind, _const(_TILES)), name="tiles"):
             tiles(inner, c_b, a_b, ap, b_b, b_packs_in, s, batch, c_base, extra_in, lo, hi)
-        if any(kind_ == _PACK for kind_, _, _ in entries):
+        if plan.pack_b:
             next_s = inner.add(s, _const(1))
             is_pack = inner.icmp_unsigned("==", kind, _const(_PACK))
             more = inner.icmp_unsigned("<", next_s, _const(steps))
             with if_then(inner, inner.and_(is_pack, more), name="pack"):
                 pack_b(inner, b_b, b_packs_in, next_s, lo, hi)
 
-    first_packs = even_shares(-(-min(cols, n) // nr), 2 * team)
-
-    def first_pack(inner, values, chunk, thread) -> None:
-        b_b, b_packs_in = values
-        slot = inner.gep(first_table, [ll.Constant(I32, 0), chunk], inbounds=True,
-                         source_etype=first_table.value_type)
-        word = inner.load(slot, typ=I64, align=8)
-        pack_b(inner, b_b, b_packs_in, _const(0),
-               inner.and_(inner.lshr(word, _const(_FIELD_BITS)), field), inner.and_(word, field))
-
-    first_table = _schedule_table(b.module, f"{name}.first", [(_PACK, lo, hi)
-                                                              for lo, hi in first_packs])
+    tables = [_schedule_table(b.module, f"{name}.{kind}", rows)
+              for kind, rows in (("steps", entries), ("first", first_packs))]
+    captured = [tables[0], c, a, a_pack, bmat, b_packs, _const(0), _const(0), c, *extra]
+    body = outline(b.module, f"{name}.step", [v.type for v in captured], step_body)
     with counted_loop(b, _const(shape.batch), name="batch") as batch:
         c_b = _gep(b, c, b.mul(batch, _const(m * n)), etype)
         a_b = _gep(b, a, b.mul(batch, _const(m * k)), etype)
         b_b = _gep(b, bmat, b.mul(batch, _const(k * n)), etype)
+        operands = [c_b, a_b, a_pack, b_b, b_packs]
         if plan.pack_b:
-            emit_parallel(b, f"{name}.pack", [b_b, b_packs], len(first_packs), team, first_pack)
+            call_parallel(b, body, [tables[1], *operands, _const(-1), batch, c, *extra],
+                          len(first_packs), team)
         with counted_loop(b, _const(steps), name="step") as s:
-            emit_parallel(b, f"{name}.step", [c_b, a_b, a_pack, b_b, b_packs, s, batch, c,
-                                              *extra], len(entries), team, step_body)
+            call_parallel(b, body, [tables[0], *operands, s, batch, c, *extra], len(entries),
+                          team)
 
 
 def _define_gemm(module: ll.Module, plan: GemmPlan, name: str,

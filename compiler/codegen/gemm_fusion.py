@@ -118,16 +118,17 @@ def emit_gemm_fusion(b: ll.IRBuilder, eqn: Eqn, ins: list[Array], outs: list[Arr
             if any(p in e.inputs for e in body.eqns if e is not dot)
             or (p in body.outputs)]
     written = [k for k in range(len(outs)) if k != slot]
+    plan = dot_plan(dot)
+    width = plan.lanes if plan is not None else 0
     epilogue = Epilogue(
         pointers=[ins[i].pointer for i in read] + [outs[k].pointer for k in written],
         apply=lambda b, c, pointers, batch, row, col, rows, cols: _apply(
             b, eqn, dot, producer, position, slot, read, written, ins, outs, c, pointers,
-            batch, row, col, rows, cols),
+            batch, row, col, rows, cols, width),
     )
     out_type = dot.outputs[0].type
     if out_type.size == 0:
         return
-    plan = dot_plan(dot)
     shape = dot_shape(dot)
     if plan is not None:
         emit_product(b, plan, b.function.name, product_array.pointer, lhs.pointer, rhs.pointer,
@@ -141,7 +142,7 @@ def emit_gemm_fusion(b: ll.IRBuilder, eqn: Eqn, ins: list[Array], outs: list[Arr
 
 
 def _apply(b, eqn, dot, producer, position, slot, read, written, ins, outs, c, pointers,
-           batch, row, col, rows, cols) -> None:
+           batch, row, col, rows, cols, width: int) -> None:
     """Compute every result of the body at rows x cols of the product's tile."""
     body = eqn.body
     product = dot.outputs[0]
@@ -156,7 +157,9 @@ def _apply(b, eqn, dot, producer, position, slot, read, written, ins, outs, c, p
 
     with counted_loop(b, rows, name="epilogue.r") as r:
         i = b.add(row, r, flags=_NUW_NSW)
-        with counted_loop(b, cols, name="epilogue.j", vectorize=True) as j:
+        # One host vector wide, tail folded (loop_hints): W4's epilogues
+        # compiled in 8-12 ms each instead of 10-15, equally fast.
+        with counted_loop(b, cols, name="epilogue.j", vectorize=True, width=width) as j:
             here = Index(out_shape, dims=[*batch_dims, i, b.add(col, j, flags=_NUW_NSW)])
             generate = _Generators(producer, arrays, here)
             # Everything is computed before anything is stored: a result may

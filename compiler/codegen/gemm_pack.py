@@ -27,13 +27,24 @@ __all__ = ["counted_loop", "if_then", "loop_hints", "pack_block"]
 _NUW_NSW = ("nuw", "nsw")
 
 
-def loop_hints(module: ll.Module, vectorize: bool, unroll: bool):
-    """Loop metadata ``!{self, hints...}`` turning off the vectoriser and/or the unroller."""
+def loop_hints(module: ll.Module, vectorize: bool, unroll: bool, width: int = 0):
+    """Loop metadata ``!{self, hints...}`` turning off the vectoriser and/or the
+    unroller; with ``width``, vectorise ``width`` lanes wide, tail folded."""
     hints = []
     if not vectorize:
         hints.append(module.add_metadata([
             ll.MetaDataString(module, "llvm.loop.vectorize.enable"),
             ll.Constant(ll.IntType(1), 0)]))
+    elif width:
+        # One masked vector loop: no scalar remainder, no interleaved copies
+        # and no vectorised epilogue (each costs compile time, and a loop of a
+        # tile's row runs at most a few vectors).
+        for key, value in (("llvm.loop.vectorize.enable", ll.Constant(ll.IntType(1), 1)),
+                           ("llvm.loop.vectorize.width", ll.Constant(ll.IntType(32), width)),
+                           ("llvm.loop.interleave.count", ll.Constant(ll.IntType(32), 1)),
+                           ("llvm.loop.vectorize.predicate.enable",
+                            ll.Constant(ll.IntType(1), 1))):
+            hints.append(module.add_metadata([ll.MetaDataString(module, key), value]))
     if not unroll:
         hints.append(module.add_metadata([ll.MetaDataString(module, "llvm.loop.unroll.disable")]))
     node = module.add_metadata([None, *hints])  # cached: one node per set of hints
@@ -44,7 +55,7 @@ def loop_hints(module: ll.Module, vectorize: bool, unroll: bool):
 
 @contextlib.contextmanager
 def counted_loop(b: ll.IRBuilder, count: ll.Value, *, name: str, vectorize: bool = False,
-                 unroll: bool = False) -> Iterator[ll.Value]:
+                 unroll: bool = False, width: int = 0) -> Iterator[ll.Value]:
     """``for i in range(count)`` for a runtime (or constant) ``count >= 1``.
 
     The GEMM's loops are scheduled by hand (the vector code is explicit), so
@@ -65,8 +76,8 @@ def counted_loop(b: ll.IRBuilder, count: ll.Value, *, name: str, vectorize: bool
     latch = b.block
     exit_block = b.append_basic_block(f"{name}.exit")
     branch = b.cbranch(more, body, exit_block)
-    if not (vectorize and unroll):
-        branch.set_metadata("llvm.loop", loop_hints(b.module, vectorize, unroll))
+    if not (vectorize and unroll) or width:
+        branch.set_metadata("llvm.loop", loop_hints(b.module, vectorize, unroll, width))
     index.add_incoming(next_index, latch)
     b.position_at_end(exit_block)
 

@@ -30,7 +30,7 @@ from compiler.codegen.llvm_types import I32, I64, PTR, VOID
 from runtime import parallel as parallel_runtime
 from runtime.threadpool import POOL_SYMBOL
 
-__all__ = ["max_threads", "emit_parallel"]
+__all__ = ["max_threads", "emit_parallel", "outline", "call_parallel"]
 
 _warned = False
 
@@ -75,15 +75,18 @@ def _declare(module: ll.Module, name: str, ret, args) -> ll.Function:
 def emit_parallel(b: ll.IRBuilder, name: str, captured: Sequence[ll.Value], chunks: int,
                   team: int, body: Body) -> None:
     """Run ``body`` for every chunk on the thread pool (see the module docstring)."""
-    if team < 2 or chunks < 1:
-        raise LoweringError(f"emit_parallel needs a team of 2+ and 1+ chunks, got {team}, {chunks}")
-    module = b.module
-    types = [value.type for value in captured]
+    outlined = outline(b.module, name, [value.type for value in captured], body)
+    call_parallel(b, outlined, captured, chunks, team)
+
+
+def outline(module: ll.Module, name: str, types: Sequence[ll.Type], body: Body) -> ll.Function:
+    """``define internal void @<name>(ptr ctx, i64 chunk, i64 thread)`` running
+    ``body`` on the values of ``types`` loaded from ``ctx``; ``call_parallel``
+    runs it (once or more: one body can serve several parallel loops)."""
     for t in types:
         if t not in (PTR, I64):
             raise LoweringError(f"emit_parallel captures pointers and i64 only, got {t}")
     ctx_type = ll.LiteralStructType(types)
-
     outlined = ll.Function(module, ll.FunctionType(VOID, [PTR, I64, I64]), name)
     outlined.linkage = "internal"
     outlined.attributes.add("nounwind")
@@ -98,13 +101,24 @@ def emit_parallel(b: ll.IRBuilder, name: str, captured: Sequence[ll.Value], chun
         values.append(inner.load(slot, typ=t, align=8, name=f"captured{i}"))
     body(inner, values, outlined.args[1], outlined.args[2])
     inner.ret_void()
+    return outlined
 
-    ctx = b.alloca(ctx_type, name="parallel.ctx")
+
+def call_parallel(b: ll.IRBuilder, outlined: ll.Function, captured: Sequence[ll.Value],
+                  chunks: int, team: int) -> None:
+    """Run the chunks ``0 .. chunks-1`` of ``outlined`` (made by ``outline`` for
+    the types of ``captured``) on the thread pool, from the builder's position."""
+    if team < 2 or chunks < 1:
+        raise LoweringError(f"emit_parallel needs a team of 2+ and 1+ chunks, got {team}, {chunks}")
+    ctx_type = ll.LiteralStructType([value.type for value in captured])
+    with b.goto_entry_block():  # a static slot, even when called in a loop
+        ctx = b.alloca(ctx_type, name="parallel.ctx")
     # llvmlite gives an alloca a typed pointer (and a bitcast to ``ptr`` is a
     # no-op to it); the module uses opaque pointers everywhere else.
     ctx.type = PTR
+    zero = ll.Constant(I32, 0)
     for i, value in enumerate(captured):
         slot = b.gep(ctx, [zero, ll.Constant(I32, i)], inbounds=True, source_etype=ctx_type)
         b.store(value, slot, align=8)
-    pool = _declare(module, POOL_SYMBOL, VOID, [PTR, PTR, I64, I64])
+    pool = _declare(b.module, POOL_SYMBOL, VOID, [PTR, PTR, I64, I64])
     b.call(pool, [outlined, ctx, ll.Constant(I64, chunks), ll.Constant(I64, team)])
