@@ -265,6 +265,7 @@ class JobStream:
         self._started = time.monotonic()
         self._workers: list[_Worker] = []
         self._local: set[int] = set()  # jobs that could not be handed over
+        self._done: dict[int, bytes] = {}  # results by job index
         self._file = self._claims = self._claim_write = -1
         if processes < 2:
             return
@@ -333,17 +334,34 @@ class JobStream:
             self._local.add(index)
         self._offset += len(payload)
 
+    def unfinished(self) -> int:
+        """Jobs submitted whose results have not come back yet (queued or
+        running), after taking in, without waiting, what the children sent."""
+        self._collect(0.0)
+        return len(self._payloads) - len(self._done)
+
+    def _collect(self, timeout: float) -> bool:
+        """Take in the results the children report within ``timeout`` seconds;
+        False when no child can report any more (all have exited)."""
+        waiting = {worker.fd: worker for worker in self._workers if worker.fd >= 0}
+        if not waiting:
+            return False
+        for fd in select.select(list(waiting), [], [], max(timeout, 0.0))[0]:
+            worker = waiting[fd]
+            for index, at, length in worker.read():
+                self._done[index] = _pread_all(worker.results, length, at)
+        return True
+
     def results(self, *, patience: float = 3.0, grace: float = 2.0) -> list[bytes]:
         """Every job's result, in submission order. Children are awaited until
         ``patience`` times as long as this process has been busy since the
         stream began, plus ``grace`` seconds; a job a child failed (or was
         late) to deliver is run here. Exceptions come only from jobs run here."""
-        count = len(self._payloads)
-        results: list[bytes | None] = [None] * count
+        done = self._done
         try:
             self._close_claim_write()
             for index in sorted(self._local):
-                results[index] = self._run(self._payloads[index])
+                done[index] = self._run(self._payloads[index])
             while self._workers:
                 try:
                     token = os.read(self._claims, _TOKEN.size)
@@ -352,23 +370,14 @@ class JobStream:
                 if not token:
                     break
                 index = _TOKEN.unpack(token)[0]
-                results[index] = self._run(self._payloads[index])
+                done[index] = self._run(self._payloads[index])
             now = time.monotonic()
             deadline = now + patience * (now - self._started) + grace
-            waiting = {worker.fd: worker for worker in self._workers}
-            while waiting and None in results:
-                left = deadline - time.monotonic()
-                ready = select.select(list(waiting), [], [], left)[0] if left > 0 else []
-                if not ready:
+            while len(done) < len(self._payloads) and time.monotonic() < deadline:
+                if not self._collect(deadline - time.monotonic()):
                     break
-                for fd in ready:
-                    worker = waiting[fd]
-                    for index, at, length in worker.read():
-                        results[index] = _pread_all(worker.results, length, at)
-                    if worker.fd < 0:
-                        del waiting[fd]
-            return [data if data is not None else self._run(payload)
-                    for data, payload in zip(results, self._payloads, strict=True)]
+            return [done[k] if k in done else self._run(payload)
+                    for k, payload in enumerate(self._payloads)]
         finally:
             self.close()
 

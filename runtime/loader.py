@@ -197,6 +197,7 @@ class PartCompiler:
         self._pending_cost = 0.0
         self._context: Callable[[], str] | None = None
         self._failed = False
+        self._held: list[tuple[float, str]] = []  # (estimated cost, text) not yet handed over
 
     def _compile(self, text: bytes) -> bytes:
         module = parse_module(text.decode(), self._tm, name=self.name)
@@ -216,7 +217,8 @@ class PartCompiler:
             self._cut(context())
 
     def _cut(self, context: str, extra: Sequence[str] = ()) -> None:
-        definitions, self._pending, self._pending_cost = self._pending + list(extra), [], 0.0
+        definitions, self._pending = self._pending + list(extra), []
+        cost, self._pending_cost = self._pending_cost, 0.0
         try:
             text = self._module.part(context, definitions)
         except StreamError:
@@ -225,7 +227,20 @@ class PartCompiler:
         if text is not None:
             if self._jobs is None:
                 self._jobs = JobStream(self._compile, self._processes)
-            self._jobs.submit(text.encode())
+            self._held.append((cost, text))
+        self._feed()
+
+    def _feed(self, *, everything: bool = False) -> None:
+        """Hand held parts to the children while they have little queued (a
+        part or so per child), so that at the end the rest can go out
+        costliest first (``everything``): a long part taken last would keep
+        everybody else waiting."""
+        if self._jobs is None:
+            return
+        if everything:
+            self._held.sort(key=lambda held: -held[0])
+        while self._held and (everything or self._jobs.unfinished() < 2 * (self._processes - 1)):
+            self._jobs.submit(self._held.pop(0)[1].encode())
 
     def finish(self, *, entry: str, param_types: Sequence[TensorType],
                result_types: Sequence[TensorType], arena_bytes: int,
@@ -241,6 +256,7 @@ class PartCompiler:
         if self._failed:
             self.close()
             return None
+        self._feed(everything=True)
         try:
             objects = self._jobs.results()
         except JitError:
