@@ -30,8 +30,8 @@ from runtime.executable import Executable
 from runtime.forked import JobStream, max_jobs, run_jobs
 from runtime.jit import jit_engine, pack_objects
 from runtime.llvm_module import optimize_module, parse_module
-from runtime.module_split import _NAME, function_costs, function_names, merge_duplicates, \
-    split_module
+from runtime.module_split import _NAME, function_names, merge_duplicates, split_module, \
+    total_cost
 from runtime.module_stream import ModuleStream, StreamError
 from runtime.pyabi import numpy_data_offset, wrapper_llvm_ir, wrapper_name
 from runtime.target import host_target_machine
@@ -193,7 +193,8 @@ class PartCompiler:
         self._processes = processes
         # Forked at the first cut: a program that fits in one part never forks.
         self._jobs: JobStream | None = None
-        self._pending: list[str] = []
+        self._pending: list = []       # parsed functions not yet in a part
+        self._extra: list[str] = []     # other lines that came with them
         self._pending_cost = 0.0
         self._context: Callable[[], str] | None = None
         self._failed = False
@@ -210,20 +211,32 @@ class PartCompiler:
         if self._failed or not definitions:
             return
         self._context = context
-        self._pending += definitions
-        costs = function_costs("\n".join(definitions))
-        self._pending_cost += sum(costs.values()) if costs else STREAM_PART_MS
+        try:
+            extra, functions = ModuleStream.parse(definitions)
+        except StreamError:
+            self.close()
+            return
+        self._extra += extra
+        self._pending += functions
+        # Without the loop metadata (in the context): GEMM loops count as
+        # vectorisable, so a part is cut a little early.
+        self._pending_cost += total_cost(functions)
         if self._pending_cost >= STREAM_PART_MS:
             self._cut(context())
 
     def _cut(self, context: str, extra: Sequence[str] = ()) -> None:
-        definitions, self._pending = self._pending + list(extra), []
-        cost, self._pending_cost = self._pending_cost, 0.0
+        functions, self._pending = self._pending, []
+        lines, self._extra = self._extra, []
+        self._pending_cost = 0.0
         try:
-            text = self._module.part(context, definitions)
+            if extra:
+                more_lines, more = ModuleStream.parse(extra)
+                lines, functions = lines + more_lines, functions + more
+            text = self._module.part(context, (lines, functions))
         except StreamError:
             self.close()
             return
+        cost = total_cost(functions, context)
         if text is not None:
             if self._jobs is None:
                 self._jobs = JobStream(self._compile, self._processes)

@@ -32,7 +32,8 @@ import functools
 import re
 from dataclasses import dataclass
 
-__all__ = ["split_module", "merge_duplicates", "function_costs", "function_names"]
+__all__ = ["split_module", "merge_duplicates", "function_costs", "total_cost",
+           "function_names"]
 
 _NAME = r'@(?:"(?P<quoted>[^"]+)"|(?P<plain>[-a-zA-Z$._][-a-zA-Z$._0-9]*))'
 _DEFINE = re.compile(r"define\s+(?:(?P<linkage>internal|private)\s+)?[^@]*?" + _NAME)
@@ -165,6 +166,14 @@ def function_costs(text: str) -> dict[str, float] | None:
     rest, functions = parsed
     off = _loops_not_vectorized(rest)
     return {fn.name: _cost(fn, off) for fn in functions}
+
+
+def total_cost(functions: list[_Function], context: str = "") -> float:
+    """The summed ``_cost`` of parsed functions, with the loop metadata in
+    ``context`` (the module's other lines; without it every loop counts as
+    vectorisable)."""
+    off = _loops_not_vectorized(context.split("\n")) if context else set()
+    return sum(_cost(fn, off) for fn in functions)
 
 
 _INLINED = 1.5  # cost factor of a function LLVM will inline (W4: parts within ~5%)

@@ -60,15 +60,26 @@ class ModuleStream:
         """Functions the parts so far define (duplicates that were merged away excluded)."""
         return set(self._defined)
 
-    def part(self, context: str, definitions: Sequence[str]) -> str | None:
-        """The text of a module defining ``definitions`` (texts of function
-        definitions, in the order they were created) with ``context`` (the
-        module's other top-level lines so far); None if every definition was
-        a duplicate. Raises ``StreamError`` when the text cannot be split."""
+    @staticmethod
+    def parse(definitions: Sequence[str]) -> tuple[list[str], list[_Function]]:
+        """(other top-level lines, functions) of function definition texts;
+        ``StreamError`` if they are not in the form [Splitting a module] expects."""
         parsed = _parse("\n".join(definitions))
         if parsed is None:
             raise StreamError("unrecognised function definitions")
-        extra, functions = parsed
+        return parsed
+
+    def part(self, context: str, definitions: Sequence[str] | tuple[list[str], list[_Function]]
+             ) -> str | None:
+        """The text of a module defining ``definitions`` (texts of function
+        definitions, in the order they were created, or what ``parse`` made
+        of them) with ``context`` (the module's other top-level lines so far);
+        None if every definition was a duplicate. Raises ``StreamError`` when
+        the text cannot be split."""
+        if isinstance(definitions, tuple):
+            extra, functions = definitions
+        else:
+            extra, functions = self.parse(definitions)
         kept = self._merge(functions)
         if not kept:
             return None

@@ -11,6 +11,8 @@ rule and emitter, and add a row to the op test table.
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -65,11 +67,17 @@ def get_op(name: str) -> OpDef:
     try:
         return _REGISTRY[name]
     except KeyError:
-        import difflib
+        raise IRError(f"unknown op {name!r}{_suggestion(name, len(_REGISTRY))}") from None
 
-        close = difflib.get_close_matches(name, _REGISTRY, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise IRError(f"unknown op {name!r}{hint}") from None
+
+@functools.lru_cache(maxsize=64)
+def _suggestion(name: str, registered: int) -> str:
+    # Callers probe names that are not primitives ("fusion") on every
+    # equation: difflib once per name (and registry size), not per probe.
+    import difflib
+
+    close = difflib.get_close_matches(name, _REGISTRY, n=3)
+    return f"; did you mean {', '.join(close)}?" if close else ""
 
 
 def all_ops() -> dict[str, OpDef]:
