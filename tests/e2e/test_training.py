@@ -224,3 +224,15 @@ def test_train_mlp_example_learns_the_digits(capsys):
     printed = capsys.readouterr().out
     assert "test accuracy" in printed and "steps/s" in printed
     assert accuracy > 0.85
+
+
+def test_breast_cancer_example_learns_pytorch_style(capsys):
+    """The second example: Variables, backward(), optim.Adam, no_grad, on another dataset."""
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import breast_cancer
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    accuracy = breast_cancer.main(epochs=8)
+    assert "test accuracy" in capsys.readouterr().out
+    assert accuracy > 0.93
