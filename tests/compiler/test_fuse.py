@@ -4,6 +4,8 @@ fused vs unfused native code on random graphs within the documented tolerance.""
 
 from __future__ import annotations
 
+import re
+
 import networkx as nx
 import numpy as np
 import pytest
@@ -271,6 +273,22 @@ func @f(%0: f32[4,8]) -> (f32[4,8]) {
                        "    %4 = transpose %7 {perm=[1,0]} : f32[4,8]")
     with pytest.raises(LoweringError, match="cannot be one kernel"):
         backend_compile(parse_function(bad))
+
+
+def test_loops_with_transcendentals_are_interleaved_four_times_each_with_its_own_loop_id():
+    # NOTE: [Interleaving long loop bodies] in fused.py.
+    def two(x, y, z):
+        return fnp.tanh(x) * 2.0, fnp.exp(y) + 1.0, z * 3.0
+
+    arrays = [np.zeros(n, np.float32) for n in (1000, 500, 300)]
+    text = jit(two).lower(*arrays).as_text("llvm")
+    ids = re.findall(r"!llvm.loop (![0-9]+)", text)
+    assert len(ids) == 2 and len(set(ids)) == 2  # not the cheap z * 3 loop
+    option = re.search(r'(![0-9]+) = !{ !"llvm.loop.interleave.count", i32 4 }', text).group(1)
+    for loop_id in ids:
+        assert f"{loop_id} = !{{ {loop_id}, {option} }}" in text
+    got = jit(two)(np.full(1000, 0.5, np.float32), *arrays[1:])
+    np.testing.assert_allclose(np.asarray(got[0]), 2 * np.tanh(0.5), rtol=1e-6)
 
 
 # -- numerics ------------------------------------------------------------------------------
