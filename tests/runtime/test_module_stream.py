@@ -154,3 +154,45 @@ def test_a_failing_child_job_of_a_stream_runs_here():
     for k in range(3):
         stream.submit(bytes([65 + k]))
     assert stream.results() == [b"AA", b"BB", b"CC"]
+
+
+@needs_fork
+def test_an_error_while_lowering_stops_the_children(monkeypatch):
+    """A kernel that fails to lower after parts went to a child: the error
+    reaches the caller and no child is left behind."""
+    from compiler import jit
+    from compiler.codegen.errors import LoweringError
+    from compiler.pipeline import clear_cache
+    import runtime.loader as loader
+    from tests.runtime.test_split_compile import _mlp_step
+
+    lowering = sys.modules["compiler.codegen.lower"]  # the package exports a function of its name
+    emit = lowering.emit_kernel
+    calls = []
+
+    def failing(module, name, eqn, in_place=None):
+        calls.append(name)
+        if len(calls) == 4:
+            raise LoweringError("no lowering today")
+        return emit(module, name, eqn, in_place)
+
+    monkeypatch.setattr(lowering, "emit_kernel", failing)
+    monkeypatch.setattr(loader, "STREAM_PART_MS", 0.0)  # a part per kernel
+    monkeypatch.setenv("XLAC_COMPILE_JOBS", "2")
+    monkeypatch.setenv("XLAC_CACHE_DIR", "off")
+    started = []
+    original = loader.JobStream
+
+    class Counted(original):
+        def __init__(self, run, processes):
+            super().__init__(run, processes)
+            started.extend(worker.pid for worker in self._workers)
+
+    monkeypatch.setattr(loader, "JobStream", Counted)
+    clear_cache()
+    step, args = _mlp_step()
+    with pytest.raises(LoweringError, match="no lowering today"):
+        jit(step)(*args)
+    assert len(started) == 1  # a child was at work when the error came
+    with pytest.raises(ChildProcessError):
+        os.waitpid(started[0], os.WNOHANG)  # stopped and reaped
