@@ -1,6 +1,7 @@
 """Fusion workloads side by side: xla-py vs numpy, JAX jit and PyTorch.
 
     python benchmarks/fusion.py [--rounds 15] [--only w1,w2] [--threads 1,2] [--torch-compile]
+                                [--libraries jax,torch]
 
 W1 gelu: ``y = 0.5*x*(1+tanh(0.7978845608*(x+0.044715*x*x*x)))`` on x f32[4194304].
 W2 softmax cross-entropy forward and backward: logits f32[4096,1000], int32
@@ -120,6 +121,9 @@ def _table(title, contenders, copy_name, checks, rounds):
     return report(title, contenders, "numpy", extra)
 
 
+_LIBRARIES = {"jax", "torch"}  # --libraries
+
+
 def _threads() -> int:
     return int(os.environ.get("XLAC_NUM_THREADS", "1"))
 
@@ -141,7 +145,7 @@ def w1(rounds: int, torch_compile: bool, settle: float = 0.0) -> None:
         Contender("numpy", lambda: gelu_numpy(x)),
         Contender("numpy copy (same bytes)", lambda: x.copy()),
     ]
-    jax = optional_jax()
+    jax = optional_jax() if "jax" in _LIBRARIES else None
     if jax is not None:
         import jax.numpy as jnp
 
@@ -150,7 +154,7 @@ def w1(rounds: int, torch_compile: bool, settle: float = 0.0) -> None:
             lambda v: 0.5 * v * (1 + jnp.tanh(0.7978845608 * (v + 0.044715 * v * v * v))))
         checks["jax.jit"] = _max_diff([jgelu(xj)], [want])
         contenders.append(Contender("jax.jit", lambda: jgelu(xj).block_until_ready()))
-    torch = optional_torch()
+    torch = optional_torch() if "torch" in _LIBRARIES else None
     if torch is not None:
         xt = torch.from_numpy(x)
 
@@ -182,7 +186,7 @@ def w2(rounds: int, torch_compile: bool, settle: float = 0.0) -> None:
         Contender("numpy", lambda: ce_numpy(logits, labels)),
         Contender("numpy copy (same bytes)", lambda: logits.copy()),
     ]
-    jax = optional_jax()
+    jax = optional_jax() if "jax" in _LIBRARIES else None
     if jax is not None:
         import jax.numpy as jnp
 
@@ -194,7 +198,7 @@ def w2(rounds: int, torch_compile: bool, settle: float = 0.0) -> None:
         zj, yj = jax.device_put(logits), jax.device_put(labels)
         checks["jax.jit"] = _max_diff(jvg(zj, yj), want)
         contenders.append(Contender("jax.jit", lambda: jax.block_until_ready(jvg(zj, yj))))
-    torch = optional_torch()
+    torch = optional_torch() if "torch" in _LIBRARIES else None
     if torch is not None:
         zt = torch.from_numpy(logits).requires_grad_()
         yt = torch.from_numpy(labels).long()
@@ -226,13 +230,17 @@ def main(argv=None) -> None:
                         help="seconds of sleep before each sample with 2+ threads")
     parser.add_argument("--torch-compile", action="store_true",
                         help="also time torch.compile (slow to compile)")
+    parser.add_argument("--libraries", default="jax,torch",
+                        help="other contenders besides xla-py and numpy (comma-separated; "
+                             "'none' for neither)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    _LIBRARIES.intersection_update(args.libraries.split(","))
     if not args.child:
         for threads in (int(t) for t in args.threads.split(",")):
             command = [sys.executable, str(Path(__file__).resolve()), "--child",
                        "--rounds", str(args.rounds), "--only", args.only,
-                       "--settle", str(args.settle)]
+                       "--settle", str(args.settle), "--libraries", args.libraries]
             command += ["--torch-compile"] if args.torch_compile else []
             subprocess.run(command, env=child_environment(threads), check=True)
         return
