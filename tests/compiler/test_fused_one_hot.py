@@ -76,7 +76,7 @@ def test_cross_entropy_loops_run_without_the_mask():
     assert [len(loop.fixups) for loop in masked] == [0, 1]
 
 
-@pytest.mark.parametrize("rows,cols", [(64, 100), (5, 2), (3, 17), (2, 1000)])
+@pytest.mark.parametrize("rows,cols", [(64, 100), (5, 2), (3, 17), (2, 1000), (300, 1000)])
 @pytest.mark.parametrize("program", [functional.value_and_grad(_ce), _picked],
                          ids=["cross_entropy", "picked"])
 def test_results_are_those_of_the_compare_at_every_column(rows, cols, program, monkeypatch):
