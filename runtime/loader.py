@@ -223,6 +223,8 @@ class PartCompiler:
         self._pending_cost += total_cost(functions)
         if self._pending_cost >= STREAM_PART_MS:
             self._cut(context())
+        else:
+            self._feed()  # a child may have run out of work since the last cut
 
     def _cut(self, context: str, extra: Sequence[str] = ()) -> None:
         functions, self._pending = self._pending, []
