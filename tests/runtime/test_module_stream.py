@@ -180,6 +180,9 @@ def test_an_error_while_lowering_stops_the_children(monkeypatch):
     monkeypatch.setattr(loader, "STREAM_PART_MS", 0.0)  # a part per kernel
     monkeypatch.setenv("XLAC_COMPILE_JOBS", "2")
     monkeypatch.setenv("XLAC_CACHE_DIR", "off")
+    # One thread: no thread-pool compile is prefetched by a child of its own
+    # (it would outlive this test, and tests count the children left behind).
+    monkeypatch.setenv("XLAC_NUM_THREADS", "1")
     started = []
     original = loader.JobStream
 
