@@ -151,7 +151,9 @@ def test_plans_fit_the_caches_and_pack_only_reused_operands(m, k, n):
     # 8 KiB rows (2048^3: every row in one set) no.
     in_place = {(1000, 1000, 1000), (12, 512, 512)}
     assert plan.pack_a == (n > plan.nr and (m, k, n) not in in_place)
-    assert plan.pack_b == (m > plan.mr)
+    # Threads sharing rows read B in place unless its rows are 4 KiB multiples
+    # ([B in place]): 1000^3 in place, 2048^3 packed.
+    assert plan.pack_b == (m > plan.mr and (m, k, n) != (1000, 1000, 1000))
     assert plan.threads == 2 and plan.chunks >= 2
     if plan.shared:  # rows split: one packed copy of A's rows and of a B block, shared
         # (two B blocks when the next step's is packed while this one's is in use)
@@ -280,13 +282,16 @@ def test_narrower_hosts_get_their_own_tiles(bits, monkeypatch):
         dot_module._plan.cache_clear()
 
 
-@pytest.mark.parametrize("k,steps,pack_a", [(1024, 12, True), (700, 3, False)])
-def test_shared_steps_over_k_and_column_blocks_with_an_epilogue(k, steps, pack_a, monkeypatch):
+@pytest.mark.parametrize("k,trans_b,steps,pack_a,pack_b", [
+    (1024, True, 12, True, True), (700, True, 3, False, True), (1024, False, 12, True, False)])
+def test_shared_steps_over_k_and_column_blocks_with_an_epilogue(k, trans_b, steps, pack_a,
+                                                                  pack_b, monkeypatch):
     """Rows split over 2 threads, packed blocks shared, the next step's B block
     packed while this one's is in use ([Shared packing]): k blocks (4 with A
     packed; 1 with A in place) x 3 column blocks (narrowed to 64 columns
-    here), bias + ReLU applied on the last k block; bitwise equal to one
-    thread, within the tolerance of numpy."""
+    here), B packed (stored transposed) or read in place ([B in place]),
+    bias + ReLU applied on the last k block; bitwise equal to one thread,
+    within the tolerance of numpy."""
     import compiler.codegen.dot as dot_module
     import compiler.codegen.gemm_plan as plan_module
 
@@ -294,7 +299,8 @@ def test_shared_steps_over_k_and_column_blocks_with_an_epilogue(k, steps, pack_a
     rng = np.random.default_rng(7)
     m, n = 101, 150
     x = rng.standard_normal((m, k)).astype(np.float32)
-    w = rng.standard_normal((k, n)).astype(np.float32)
+    w = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
+    w_kn = w.T if trans_b else w
     bias = rng.standard_normal(n).astype(np.float32)
     results = {}
     try:
@@ -303,11 +309,13 @@ def test_shared_steps_over_k_and_column_blocks_with_an_epilogue(k, steps, pack_a
             dot_module._plan.cache_clear()
             b = Builder(f"steps{threads}")
             xp, wp, bp = (b.param(TensorType(F32, a.shape)) for a in (x, w, bias))
-            y = b.add(b.dot(xp, wp), b.broadcast(bp, shape=[m, n], dims=[1]))
+            product = b.dot(xp, wp, transpose_rhs=True) if trans_b else b.dot(xp, wp)
+            y = b.add(product, b.broadcast(bp, shape=[m, n], dims=[1]))
             fn = b.finish([b.maximum(y, b.constant(value=0.0, dtype=F32, shape=[m, n]))])
             plan = dot_plan(fn.eqns[0])
             if threads == "2":
-                assert plan.shared and plan.shared_steps == steps and plan.pack_a == pack_a
+                assert plan.shared and plan.shared_steps == steps
+                assert (plan.pack_a, plan.pack_b) == (pack_a, pack_b)
                 assert len(plan.row_shares) >= 4
             fused = optimize(fn)
             assert any(e.op == "fusion" and e.attrs.get("kind") == "gemm" for e in fused.eqns)
@@ -315,6 +323,6 @@ def test_shared_steps_over_k_and_column_blocks_with_an_epilogue(k, steps, pack_a
     finally:
         dot_module._plan.cache_clear()
     np.testing.assert_array_equal(results["1"], results["2"])
-    want = np.maximum(x.astype(np.float64) @ w + bias, 0)
-    bound = 2 * k * np.finfo(np.float32).eps * (np.abs(x) @ np.abs(w) + np.abs(bias))
+    want = np.maximum(x.astype(np.float64) @ w_kn + bias, 0)
+    bound = 2 * k * np.finfo(np.float32).eps * (np.abs(x) @ np.abs(w_kn) + np.abs(bias))
     assert np.all(np.abs(results["2"] - want) <= bound + 1e-30)
