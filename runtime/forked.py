@@ -5,12 +5,16 @@ llvmlite serialises every call behind one lock, so threads cannot compile
 two modules at once; processes can (notes/llvmlite.md §9: 1.6x with a
 process pool). A pool of fresh interpreters costs ~100 ms to start and must
 be sent the work; ``os.fork`` costs a few ms and the child already holds
-everything (the LLVM IR, an initialised LLVM). ``run_jobs`` puts one byte
-per job into a pipe; this process and its children each read a byte to take
-the next job (a pipe read is atomic), so a process on a busy core takes
-fewer jobs instead of making the others wait. A child writes each result
-(index, length, bytes) to its own pipe and, when the claims run out, leaves
-with ``os._exit`` (no atexit handlers, no flushing of the parent's buffers).
+everything (an initialised LLVM, the jobs known so far). A ``JobStream``
+forks its children first and is given jobs afterwards (the parts of a module
+still being lowered): each job's bytes go to a file the children share, and
+a token (index, offset, length) into a claim pipe; this process and its
+children each read a token to take the next job (20 bytes, written and read
+whole), so a process on a busy core takes fewer jobs instead of making the
+others wait. A child writes each result to a file of its own and its token
+to its own pipe (neither ever fills and blocks it), and when the claim pipe
+ends leaves with ``os._exit`` (no atexit handlers, no flushing of the
+parent's buffers). ``run_jobs`` is a stream whose jobs are all known at once.
 
 Fork only copies the calling thread. A lock another thread held at that
 moment stays held in the child forever; the one that matters, llvmlite's
