@@ -26,16 +26,17 @@ log      1 (0.84)        1 (0.80)
 expm1    1 (1.08)        1 (1.07)
 log1p    1 (0.84)        1 (0.78)
 tanh     3 (2.57)        1 (1.29)
-logistic 1 (1.48)        1 (1.32)
+logistic 2 (2.40)        1 (1.32)
 sin, cos 1 (0.50), any x libm (not vmath)
 pow      0 (0.50)        libm (not vmath)
 ======== =============== =======================================
 
 The f32 unary maxima are those of benchmarks/vmath/check_exhaustive.py over all
 2^32 inputs (0.1% to 1.7% of results 1 ulp off; sin/cos 1e-5, from double
-rounding; f32 tanh: 3.9% 1 ulp or more off, 0.03% 2, 18 inputs 3, traded for
-speed, see vmath._tanh_f32). The asserted bounds are ``BOUNDS`` below (1 ulp
-everywhere but f32 tanh's 3), within the issue's 4 ulp.
+rounding; f32 tanh: 3.9% 1 ulp or more off, 0.03% 2, 18 inputs 3, and f32
+logistic 2.9% 1 or more, traded for speed, see vmath._tanh_f32 and logistic).
+The asserted bounds are ``BOUNDS`` below (1 ulp everywhere but f32 tanh's 3 and
+logistic's 2), within the issue's 4 ulp.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ pytestmark = pytest.mark.llvm
 
 BOUNDS = {  # max ulp distance from the correctly rounded result, asserted
     ("exp", "f32"): 1, ("log", "f32"): 1, ("expm1", "f32"): 1, ("log1p", "f32"): 1,
-    ("tanh", "f32"): 3, ("logistic", "f32"): 1, ("sin", "f32"): 1, ("cos", "f32"): 1,
+    ("tanh", "f32"): 3, ("logistic", "f32"): 2, ("sin", "f32"): 1, ("cos", "f32"): 1,
     ("pow", "f32"): 1,
     ("exp", "f64"): 1, ("log", "f64"): 1, ("expm1", "f64"): 1, ("log1p", "f64"): 1,
     ("tanh", "f64"): 1, ("logistic", "f64"): 1,
