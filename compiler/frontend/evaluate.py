@@ -30,32 +30,67 @@ def build_function(outputs: Sequence[Variable], params: Sequence[Variable], name
     ``captures``, the other values the computation reads (concrete leaves,
     already computed values, and values of enclosing traces).
     """
+    captures, to_compute = _plan(outputs, params)
+    return _emit(outputs, params, captures, to_compute, name), captures
+
+
+def _plan(outputs: Sequence[Variable], params: Sequence[Variable]
+          ) -> tuple[list[Variable], list[Variable]]:
+    """``(captures, to_compute)`` of ``build_function``: the values read from
+    outside, and the nodes to compute, inputs before users."""
     param_index = {id(p): i for i, p in enumerate(params)}
     order = _postorder(outputs, stop_at_values=not params)
     depends: dict[int, bool] = {}
     for v in order:
         # .get: with stop_at_values, a computed node's inputs are not in ``order``.
         depends[id(v)] = id(v) in param_index or any(depends.get(id(i), False) for i in v._inputs)
-
-    b = Builder(name)
-    env: dict[int, Value] = {}
-    for p in params:
-        env[id(p)] = b.param(p._type)
     captures: list[Variable] = []
     to_compute = []
     for v in order:
-        if id(v) in env:
+        if id(v) in param_index:
             continue
         if _is_capture(v, depends[id(v)], bool(params)):
             captures.append(v)
         else:
             to_compute.append(v)
-    for v in captures:
+    return captures, to_compute
+
+
+def _emit(outputs, params, captures, to_compute, name: str) -> Function:
+    b = Builder(name)
+    env: dict[int, Value] = {}
+    for v in (*params, *captures):
         env[id(v)] = b.param(v._type)
     for v in to_compute:
         with b.at(v._loc):
             env[id(v)] = b.emit(v._op, [env[id(i)] for i in v._inputs], v._attrs)[0]
-    return b.finish([env[id(v)] for v in outputs]), captures
+    return b.finish([env[id(v)] for v in outputs])
+
+
+def _graph_key(kind: str, outputs, params, captures, to_compute) -> tuple:
+    """What determines the program ``build_function`` would build (and the
+    compiler would make of it), without building it: types of the parameters
+    and captures, each node's op, attributes and input slots, and the knobs
+    that change generated code. Source locations are left out, as in
+    ``pipeline.compile_cached``."""
+    from compiler import flags
+
+    slot: dict[int, int] = {}
+    for v in (*params, *captures):
+        slot[id(v)] = len(slot)
+    nodes = []
+    for v in to_compute:
+        nodes.append((v._op, repr(v._attrs), tuple(slot[id(i)] for i in v._inputs)))
+        slot[id(v)] = len(slot)
+    knobs = tuple((k, flags.get(k)) for k in sorted(flags.FLAGS) if k not in flags.NOT_IN_CACHE_KEY)
+    return (kind, tuple(v._type for v in params), tuple(v._type for v in captures),
+            tuple(nodes), tuple(slot[id(v)] for v in outputs), knobs)
+
+
+# Compiled programs of evaluate() and backward() by graph key: a training loop
+# records the same graph every step, and finding its program must cost
+# microseconds, not an IR build, a differentiation pass and a print.
+_PROGRAMS: dict[tuple, object] = {}
 
 
 def _is_capture(v: Variable, depends_on_params: bool, has_params: bool) -> bool:
@@ -123,8 +158,15 @@ def evaluate(variables: Sequence[Variable]) -> None:
                 f"(at {user_location()}); inside jit/grad, values exist only when the compiled "
                 "function runs: return the Variable instead of reading it"
             )
-    fn, captures = build_function(pending, [], name="evaluate")
-    results = run_function(fn, _values_of(captures))
+    from compiler.pipeline import compile_cached
+
+    captures, to_compute = _plan(pending, [])
+    key = _graph_key("evaluate", pending, [], captures, to_compute)
+    program = _PROGRAMS.get(key)
+    if program is None:
+        program = _PROGRAMS[key] = compile_cached(
+            _emit(pending, [], captures, to_compute, "evaluate"))
+    results = program(*_values_of(captures))
     for v, r in zip(pending, results, strict=True):
         v._value = Tensor._wrap(r)
 
@@ -136,6 +178,7 @@ def _owner_of(leaf: Variable) -> Variable:
 def backward(loss: Variable, gradient=None) -> None:
     """``loss.backward(gradient)``: accumulate gradients into the leaves' ``.grad``."""
     from compiler.autodiff import vjp_function
+    from compiler.pipeline import compile_cached
 
     if loss._trace is not None:
         raise IRError(
@@ -163,9 +206,13 @@ def backward(loss: Variable, gradient=None) -> None:
     leaves = [v for v in _postorder([loss], stop_at_values=False)
               if v._op is None and v._trace is None and _owner_of(v).requires_grad
               and v.dtype.is_float]
-    fn, captures = build_function([loss], leaves, name="backward")
-    grad_fn = vjp_function(fn, wrt=list(range(len(leaves))))
-    results = run_function(grad_fn, [v._value._array for v in leaves] + _values_of(captures) + [seed])
+    captures, to_compute = _plan([loss], leaves)
+    key = _graph_key("backward", [loss], leaves, captures, to_compute)
+    program = _PROGRAMS.get(key)
+    if program is None:
+        fn = _emit([loss], leaves, captures, to_compute, "backward")
+        program = _PROGRAMS[key] = compile_cached(vjp_function(fn, wrt=list(range(len(leaves)))))
+    results = program(*[v._value._array for v in leaves], *_values_of(captures), seed)
     if loss._value is None:
         loss._value = Tensor._wrap(results[0])
     for leaf, g in zip(leaves, results[1:], strict=True):

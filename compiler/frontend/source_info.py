@@ -6,6 +6,7 @@ stored on every traced operation (``Eqn.loc``) and appears in error messages.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -21,15 +22,17 @@ def user_location() -> str | None:
     while frame is not None:
         filename = frame.f_code.co_filename
         if not filename.startswith(_PACKAGE_ROOTS):
-            return f"{_short(filename)}:{frame.f_lineno}"
+            return f"{_short(filename, os.getcwd())}:{frame.f_lineno}"
         frame = frame.f_back
     return None
 
 
-def _short(filename: str) -> str:
+@functools.lru_cache(maxsize=4096)
+def _short(filename: str, cwd: str) -> str:
     # Relative to the working directory when below it: short, and still clickable.
+    # Cached: every recorded operation asks, and relpath costs tens of us.
     try:
-        rel = os.path.relpath(filename)
+        rel = os.path.relpath(filename, cwd)
     except ValueError:
         return filename
     return filename if rel.startswith("..") else rel
