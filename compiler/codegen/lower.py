@@ -32,7 +32,7 @@ from compiler.codegen.donation import place_donated_results
 from compiler.codegen.fused import inplace_pairs
 from compiler.codegen.kernels import emit_kernel, scratch_bytes
 from compiler.codegen.llvm_types import I1, I64, PTR, VOID, index_constant
-from compiler.codegen.memory import MemoryPlan, plan_memory
+from compiler.codegen.memory import Location, MemoryPlan, plan_memory
 
 __all__ = ["LoweredProgram", "lower", "lower_function", "plan_program", "memory_plan_text"]
 
@@ -91,7 +91,7 @@ def lower(fn: Function, *, entry: str = "entry", donated: Mapping[int, int] | No
     for n, eqn in enumerate(fn.eqns):
         if all(v.type.size == 0 for v in eqn.outputs):
             continue  # nothing to compute
-        in_place = _in_place(plan, eqn)
+        in_place = _in_place(plan, eqn, donated)
         kernel = emit_kernel(module, f"k{n}_{eqn.op}", eqn, in_place)
         args = [pointers.of(v) for k, v in enumerate(eqn.outputs) if k not in in_place]
         args += [pointers.of(v) for v in eqn.inputs]
@@ -119,13 +119,25 @@ def lower(fn: Function, *, entry: str = "entry", donated: Mapping[int, int] | No
     )
 
 
-def _in_place(plan: MemoryPlan, eqn) -> dict[int, int]:
+def _in_place(plan: MemoryPlan, eqn, donated: Mapping[int, int] | None = None
+              ) -> dict[int, int]:
     """Outputs of ``eqn`` that the plan puts in the buffer of one of its inputs
-    (in-place results, donated parameters): output index -> input index."""
-    inputs = {plan.locations[v]: j for j, v in enumerate(eqn.inputs)}
+    (in-place results, donated parameters): output index -> input index.
+
+    A donated result's slot is its parameter's buffer (runtime/executable.py),
+    so its location counts as that parameter's."""
+    donated = donated or {}
+
+    def buffer(v) -> Location:
+        location = plan.locations[v]
+        if location.kind == "result" and location.position in donated:
+            return Location("param", donated[location.position])
+        return location
+
+    inputs = {buffer(v): j for j, v in enumerate(eqn.inputs)}
     found = {}
     for k, v in enumerate(eqn.outputs):
-        j = inputs.get(plan.locations[v])
+        j = inputs.get(buffer(v))
         if j is not None and v.type.nbytes:
             found[k] = j
     return found
