@@ -376,6 +376,12 @@ def _truth_reduction(name: str, reduce_op: str):
         x = asvariable(x)
         truth = x if x.dtype == DType.bool else not_equal(x, 0)
         axes = _axes(truth, axis, name)
+        if builtins.any(truth.shape[a] == 0 for a in axes):
+            # reduce_max/min have no identity for an empty axis; numpy's any of
+            # nothing is False, all of nothing True.
+            kept = tuple(d for i, d in enumerate(truth.shape) if i not in axes)
+            empty = broadcast_to(_constant(name == "all", DType.bool), kept)
+            return _keep(truth, empty, axes, keepdims)
         counted = apply(reduce_op, [astype(truth, DType.i32)], {"axes": axes})
         return _keep(truth, not_equal(counted, 0), axes, keepdims)
 

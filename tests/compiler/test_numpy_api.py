@@ -424,6 +424,19 @@ def test_any_and_all_methods():
     _check(xp.all(np.array([np.nan])).numpy(), np.all(np.array([np.nan])))  # nan is true
 
 
+
+def test_any_and_all_over_empty_axes_are_false_and_true():
+    """Review regression: reduce_max/min have no identity for an empty axis
+    (ShapeError); numpy's any of nothing is False and all of nothing True."""
+    for x in (np.zeros((0, 3), np.float32), np.zeros((3, 0), np.int32)):
+        for axis in (None, 0, 1):
+            for keepdims in (False, True):
+                for name in ("any", "all"):
+                    got = getattr(xp, name)(x, axis=axis, keepdims=keepdims).numpy()
+                    want = getattr(np, name)(x, axis=axis, keepdims=keepdims)
+                    assert got.dtype == np.bool_ and got.shape == np.shape(want)
+                    np.testing.assert_array_equal(got, want)
+
 def test_max_propagates_nan():
     x = np.array([1.0, np.nan, 3.0], np.float32)
     _check(xp.max(x).numpy(), np.max(x))
