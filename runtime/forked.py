@@ -109,16 +109,21 @@ class _Child:
         finally:
             self.close()
 
-    def close(self) -> None:
+    # The os functions are bound here: ``Pending.__del__`` may run at
+    # interpreter exit, after this module's globals were cleared.
+    def close(self, _close=os.close, _waitpid=os.waitpid, _kill=os.kill,
+              _no_hang=os.WNOHANG, _sigkill=signal.SIGKILL) -> None:
         if self.fd >= 0:
-            os.close(self.fd)
+            _close(self.fd)
             self.fd = -1
         if self.pid:
-            with contextlib.suppress(OSError):
-                done, _ = os.waitpid(self.pid, os.WNOHANG)
+            try:
+                done, _ = _waitpid(self.pid, _no_hang)
                 if done == 0:
-                    os.kill(self.pid, signal.SIGKILL)
-                    os.waitpid(self.pid, 0)
+                    _kill(self.pid, _sigkill)
+                    _waitpid(self.pid, 0)
+            except OSError:
+                pass
             self.pid = 0
 
 
