@@ -45,7 +45,8 @@ from compiler.codegen.reduce import (_identity_and_combine, argreduce_scratch_by
                                      emit_argreduce, emit_reduce)
 from compiler.codegen.scalar_ops import ELEMENTWISE_EMITTERS
 
-__all__ = ["fusion_plan", "fusion_scratch_bytes", "emit_fusion", "inplace_pairs", "span_extent"]
+__all__ = ["fusion_plan", "fusion_scratch_bytes", "fusion_scratch_layout", "emit_fusion",
+           "emit_fusion_epilogue", "inplace_pairs", "span_extent"]
 
 _NUW_NSW = ("nuw", "nsw")
 _PLANS: "weakref.WeakKeyDictionary[Function, FusionPlan]" = weakref.WeakKeyDictionary()
@@ -70,10 +71,20 @@ def fusion_plan(eqn: Eqn) -> FusionPlan:
 
 def fusion_scratch_bytes(eqn: Eqn) -> int:
     """Arena bytes the kernel of fusion ``eqn`` needs besides its results."""
+    private, shared = fusion_scratch_layout(eqn)
+    return private + shared
+
+
+def fusion_scratch_layout(eqn: Eqn) -> tuple[int, int]:
+    """(bytes private to one thread, a multiple of 64; bytes shared by all
+    threads: the partials of reductions across rows). The serial kernel's
+    scratch holds the private part, then the shared part."""
     plan = fusion_plan(eqn)
     if plan.mode == "nest":
-        return argreduce_scratch_bytes(plan.root) if plan.root.op in ("argmax", "argmin") else 0
-    return plan.scratch_bytes()
+        private = argreduce_scratch_bytes(plan.root) if plan.root.op in ("argmax", "argmin") \
+            else 0
+        return -(-private // 64) * 64, 0
+    return plan.scratch_bytes(), plan.shared_bytes()
 
 
 def inplace_pairs(eqn: Eqn) -> list[tuple[int, int]]:
@@ -255,21 +266,79 @@ class _Evaluator:
 
 
 def emit_fusion(b: ll.IRBuilder, eqn: Eqn, ins: list[Array], outs: list[Array],
-                scratch: ll.Value | None, span: tuple[ll.Value, int] | None = None) -> None:
+                scratch: ll.Value | None, span: tuple[ll.Value, int] | None = None,
+                shared: ll.Value | None = None) -> None:
     """Emit the loops computing every result of fusion ``eqn`` into ``outs``,
     reading its operands from the buffers ``ins``. ``span = (start, count)``
     restricts the outermost loop to ``count`` of its ``span_extent(eqn)``
     iterations from ``start`` (an i64 value): how a parallel kernel gives each
-    chunk its share (compiler/codegen/parallel_fusion.py)."""
+    chunk its share (compiler/codegen/parallel_fusion.py). A span of a fusion
+    with reductions across rows covers whole blocks of rows, accumulates into
+    the partials at ``shared`` and leaves the results to
+    ``emit_fusion_epilogue``; without a span the kernel does it all, with the
+    partials after the private scratch."""
     plan = fusion_plan(eqn)
-    operands = [array_generator(a) for a in ins]
-    evaluator = _Evaluator(plan, dict(zip(eqn.body.params, operands, strict=True)))
+    evaluator = _evaluator(eqn, plan, ins)
     if plan.mode == "loop":
         _emit_loop(b, plan, evaluator, outs, span)
     elif plan.mode == "row":
-        _emit_rows(b, plan, evaluator, outs, scratch, span)
+        if plan.across and shared is None:
+            shared = _offset(b, scratch, plan.scratch_bytes())
+        _emit_rows(b, eqn, plan, ins, outs, scratch, span, shared)
+        if plan.across and span is None:
+            emit_fusion_epilogue(b, eqn, ins, outs, shared)
     else:
         _emit_nest(b, plan, evaluator, outs, scratch)
+
+
+def _evaluator(eqn: Eqn, plan: FusionPlan, ins: list[Array]) -> "_Evaluator":
+    operands = [array_generator(a) for a in ins]
+    return _Evaluator(plan, dict(zip(eqn.body.params, operands, strict=True)))
+
+
+def _offset(b: ll.IRBuilder, pointer: ll.Value, nbytes: int) -> ll.Value:
+    if nbytes == 0:
+        return pointer
+    return b.gep(pointer, [index_constant(nbytes)], inbounds=True, source_etype=ll.IntType(8))
+
+
+def _partials(b: ll.IRBuilder, plan: FusionPlan, shared: ll.Value) -> dict[Eqn, Array]:
+    """The ``[blocks, width]`` partials of each reduction across rows."""
+    arrays, offset = {}, 0
+    for r in plan.across:
+        dtype, width = r.outputs[0].dtype, plan.across_width(r)
+        arrays[r] = Array(_offset(b, shared, offset), TensorType(dtype, (plan.blocks, width)))
+        offset += -(-plan.blocks * width * dtype.itemsize // 64) * 64
+    return arrays
+
+
+def emit_fusion_epilogue(b: ll.IRBuilder, eqn: Eqn, ins: list[Array], outs: list[Array],
+                         shared: ll.Value) -> None:
+    """Combine the partials of fusion ``eqn``'s reductions across rows in block
+    order and store the results computed from them (its "total" and "column"
+    results), once every row has been accumulated."""
+    plan = fusion_plan(eqn)
+    evaluator = _evaluator(eqn, plan, ins)
+    partials = _partials(b, plan, shared)
+    out_of = dict(zip(plan.outputs, outs, strict=True))
+    for how, width in (("total", 1), ("column", plan.cols)):
+        reductions = [r for r in plan.across if plan.access[r.outputs[0]] == how]
+        results = [v for v in plan.outputs if plan.access[v] == how]
+        if not results:
+            continue
+        with for_range(b, width, name=how) as loop:
+            at = _Position(how, loop.index)
+            for r in reductions:
+                _, combine = _identity_and_combine(r.op, r.outputs[0].dtype)
+                array = partials[r]
+                value = None
+                for block in range(plan.blocks):  # in block order: any thread count, same sum
+                    index = Index(array.type.shape, dims=[index_constant(block), loop.index])
+                    part = array.load(b, index)
+                    value = part if value is None else combine(b, value, part)
+                at.memo[r.outputs[0]] = value
+            for v in results:
+                out_of[v].store(b, at.index(b, v.shape), evaluator.aligned(b, v, at))
 
 
 def span_extent(eqn: Eqn) -> int | None:
@@ -362,74 +431,161 @@ def _interleave(b: ll.IRBuilder, count: int) -> None:
     raise LoweringError("fusion: no loop branch found to interleave")
 
 
-def _emit_rows(b, plan: FusionPlan, evaluator: _Evaluator, outs: list[Array],
-               scratch: ll.Value | None, span=None) -> None:
-    rows, cols = plan.rows, plan.cols
-    out_of = dict(zip(plan.outputs, outs, strict=True))
+def _emit_rows(b, eqn: Eqn, plan: FusionPlan, ins: list[Array], outs: list[Array],
+               scratch: ll.Value | None, span=None, shared: ll.Value | None = None) -> None:
+    start, count = _spanned(b, span, plan.rows)
+    if not plan.across:
+        evaluator = _evaluator(eqn, plan, ins)
+        out_of = dict(zip(plan.outputs, outs, strict=True))
+        caches = _caches(b, plan, scratch)
+        with for_range(b, count, name="row") as row_loop:
+            _row_body(b, plan, evaluator, out_of, caches, {}, _at(b, start, row_loop.index))
+        return
+    # This span's blocks start from the identity (it starts at a block boundary).
+    first = b.udiv(start, index_constant(plan.block_rows))
+    with for_range(b, -(-count // plan.block_rows), name="block") as blocks:
+        block = b.add(first, blocks.index, flags=_NUW_NSW)
+        for r, array in _partials(b, plan, shared).items():
+            identity, _ = _identity_and_combine(r.op, r.outputs[0].dtype)
+            with for_range(b, array.type.shape[1], name="fill") as fill:
+                array.store(b, Index(array.type.shape, dims=[block, fill.index]),
+                            constant(r.outputs[0].dtype, identity))
+    with for_range(b, count, name="row") as row_loop:
+        _call_row_function(b, eqn, plan, ins, outs, scratch, shared,
+                           _at(b, start, row_loop.index))
+
+
+# NOTE: [One row function]
+# With reductions across rows, an inner loop stores into the partials while it
+# reads the operands. Inlined into a thread-pool chunk (whose pointers come from
+# a context, not ``noalias`` parameters), LLVM versioned such loops with alias
+# checks and vectorised the row reductions differently from the serial kernel:
+# results 1 ulp apart between one and two threads. So one row is a function of
+# its own, ``noalias`` and ``noinline``, that the serial kernel and every chunk
+# call: the same machine code for every row, whatever the thread count.
+_ROW_FUNCTIONS: "weakref.WeakKeyDictionary[ll.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def _call_row_function(b: ll.IRBuilder, eqn: Eqn, plan: FusionPlan, ins: list[Array],
+                       outs: list[Array], scratch: ll.Value | None, shared: ll.Value,
+                       row: ll.Value) -> None:
+    arrays = (*ins, *outs)
+    pointers = list(dict.fromkeys(a.pointer for a in arrays))  # in-place results: one pointer
+    pattern = tuple(pointers.index(a.pointer) for a in arrays)
+    extra = ([scratch] if plan.cached else []) + [shared]
+    table = _ROW_FUNCTIONS.setdefault(b.module, {})
+    if eqn not in table:
+        name = b.function.name.split(".")[0] + ".row"
+        fn = ll.Function(b.module, ll.FunctionType(ll.VoidType(),
+                                                   [a.type for a in (*pointers, *extra)]
+                                                   + [index_constant(0).type]), name)
+        fn.linkage = "internal"
+        fn.attributes.add("noinline")
+        fn.attributes.add("nounwind")
+        params = list(fn.args)
+        for arg in params[:-1]:
+            arg.add_attribute("noalias")
+        inner = ll.IRBuilder(fn.append_basic_block("entry"))
+        own = [Array(params[k], a.type) for k, a in zip(pattern, arrays, strict=True)]
+        private = params[len(pointers)] if plan.cached else None
+        _row_body(inner, plan, _evaluator(eqn, plan, own[:len(ins)]),
+                  dict(zip(plan.outputs, own[len(ins):], strict=True)),
+                  _caches(inner, plan, private), _partials(inner, plan, params[-2]), params[-1])
+        inner.ret_void()
+        table[eqn] = (fn, pattern)
+    fn, first = table[eqn]
+    if pattern != first:
+        raise LoweringError("fusion: a row function called with buffers aliased differently")
+    b.call(fn, [*pointers, *extra, row])
+
+
+def _caches(b, plan: FusionPlan, scratch: ll.Value | None) -> dict[Value, Array]:
+    """The row scratch of each cached value (one row each, 64-byte aligned)."""
     caches, offset = {}, 0
     for v in plan.cached:
         pointer = b.gep(scratch, [index_constant(offset)], inbounds=True,
                         source_etype=ll.IntType(8))
-        caches[v] = Array(pointer, TensorType(v.dtype, (cols,)))
-        offset += -(-cols * v.dtype.itemsize // 64) * 64
+        caches[v] = Array(pointer, TensorType(v.dtype, (plan.cols,)))
+        offset += -(-plan.cols * v.dtype.itemsize // 64) * 64
+    return caches
+
+
+def _row_body(b, plan: FusionPlan, evaluator: _Evaluator, out_of: dict[Value, Array],
+              caches: dict[Value, Array], partials: dict[Eqn, Array], p: ll.Value) -> None:
+    """Everything computed for row ``p``: its inner loops and row results."""
+    rows, cols = plan.rows, plan.cols
     row_values = [e.outputs[0] for e in plan.eqns if plan.access.get(e.outputs[0]) == "row"]
     row_inputs = [v for v in plan.inputs if plan.access.get(v) == "row"]
+    row = _Position("row", p)
+    block = b.udiv(p, index_constant(plan.block_rows)) if plan.across else None
 
-    start, count = _spanned(b, span, rows)
-    with for_range(b, count, name="row") as row_loop:
-        p = _at(b, start, row_loop.index)
-        row = _Position("row", p)
+    def accumulate(r: Eqn, column: ll.Value, value: ll.Value) -> None:
+        """partial[block, column] of reduction-across-rows r, combined with value."""
+        _, combine = _identity_and_combine(r.op, r.outputs[0].dtype)
+        array = partials[r]
+        index = Index(array.type.shape, dims=[block, column])
+        array.store(b, index, combine(b, array.load(b, index), value))
 
-        def ready(level: int) -> None:
-            """Compute the row values that only need reductions of loops <= level."""
-            for v in row_inputs:
+    def ready(level: int) -> None:
+        """Compute the row values that only need reductions of loops <= level."""
+        for v in row_inputs:
+            evaluator.aligned(b, v, row)
+        for v in row_values:
+            if plan.level[v] <= level and v not in row.memo and \
+                    evaluator.producer[v].op not in ("reduce_sum", "reduce_max", "reduce_min"):
                 evaluator.aligned(b, v, row)
-            for v in row_values:
-                if plan.level[v] <= level and v not in row.memo and \
-                        evaluator.producer[v].op not in ("reduce_sum", "reduce_max", "reduce_min"):
-                    evaluator.aligned(b, v, row)
 
-        for n, phase in enumerate(plan.loops, 1):
-            ready(n - 1)
-            hot = _hot_column(b, plan, evaluator, phase, n, row, p, caches) \
-                if phase.one_hot is not None else None
-            summed = [r for r in phase.reductions if r not in phase.picks]
-            inits, combines = [], []
-            for r in summed:
-                identity, combine = _identity_and_combine(r.op, r.inputs[0].dtype)
-                inits.append(constant(r.inputs[0].dtype, identity))
-                combines.append(combine)
-            with for_range(b, cols, name=f"col{n}", carry=inits) as loop:
-                q = loop.index
-                linear = b.add(b.mul(p, index_constant(cols), flags=_NUW_NSW), q, flags=_NUW_NSW)
-                at = _Position("full", linear, parent=row, row=p, col=q, rows=rows, cols=cols)
-                column = Index((cols,), linear=q)
-                for v, first in plan.cached.items():
-                    if first < n:
-                        at.memo[v] = caches[v].load(b, column)
-                if phase.one_hot is not None:
-                    at.memo[phase.one_hot] = ll.Constant(ll.IntType(1), 0)
-                partial = [evaluator.aligned(b, r.inputs[0], at) for r in summed]
-                kept = [(v, evaluator.aligned(b, v, at)) for v in phase.cache]
-                stored = [(v, evaluator.aligned(b, v, at)) for v in phase.stores]
-                for v, value in kept:
-                    caches[v].store(b, column, value)
-                for v, value in stored:
-                    out_of[v].store(b, at.index(b, v.shape), value)
-                loop.update(*[combine(b, acc, x) for combine, acc, x
-                              in zip(combines, loop.carried, partial, strict=True)])
-            for r, result in zip(summed, loop.results, strict=True):
+    for n, phase in enumerate(plan.loops, 1):
+        ready(n - 1)
+        hot = _hot_column(b, plan, evaluator, phase, n, row, p, caches) \
+            if phase.one_hot is not None else None
+        totals = [r for r in phase.across if plan.across_width(r) == 1]
+        columns = [r for r in phase.across if plan.across_width(r) != 1]
+        summed = [r for r in phase.reductions if r not in phase.picks] + totals
+        inits, combines = [], []
+        for r in summed:
+            identity, combine = _identity_and_combine(r.op, r.inputs[0].dtype)
+            inits.append(constant(r.inputs[0].dtype, identity))
+            combines.append(combine)
+        with for_range(b, cols, name=f"col{n}", carry=inits) as loop:
+            q = loop.index
+            linear = b.add(b.mul(p, index_constant(cols), flags=_NUW_NSW), q, flags=_NUW_NSW)
+            at = _Position("full", linear, parent=row, row=p, col=q, rows=rows, cols=cols)
+            column = Index((cols,), linear=q)
+            for v, first in plan.cached.items():
+                if first < n:
+                    at.memo[v] = caches[v].load(b, column)
+            if phase.one_hot is not None:
+                at.memo[phase.one_hot] = ll.Constant(ll.IntType(1), 0)
+            partial = [evaluator.aligned(b, r.inputs[0], at) for r in summed]
+            kept = [(v, evaluator.aligned(b, v, at)) for v in phase.cache]
+            stored = [(v, evaluator.aligned(b, v, at)) for v in phase.stores]
+            for r in columns:
+                accumulate(r, q, evaluator.aligned(b, r.inputs[0], at))
+            for v, value in kept:
+                caches[v].store(b, column, value)
+            for v, value in stored:
+                out_of[v].store(b, at.index(b, v.shape), value)
+            loop.update(*[combine(b, acc, x) for combine, acc, x
+                          in zip(combines, loop.carried, partial, strict=True)])
+        for r, result in zip(summed, loop.results, strict=True):
+            if r in totals:
+                accumulate(r, index_constant(0), result)
+            else:
                 row.memo[r.outputs[0]] = result
-            if hot is not None:
-                in_range, at, picked, fixed = hot
-                row.memo.update(picked)
-                with b.if_then(in_range):
-                    for v, value in fixed:
-                        out_of[v].store(b, at.index(b, v.shape), value)
-        ready(len(plan.loops))
-        for v in plan.outputs:
-            if plan.access[v] == "row":
-                out_of[v].store(b, row.index(b, v.shape), evaluator.aligned(b, v, row))
+        if hot is not None:
+            in_range, at, picked, fixed = hot
+            row.memo.update(picked)
+            with b.if_then(in_range):
+                for v, value in fixed:
+                    out_of[v].store(b, at.index(b, v.shape), value)
+    ready(len(plan.loops))
+    for r in plan.across:
+        if plan.access[r.inputs[0]] == "row":  # a total of a row value
+            accumulate(r, index_constant(0), evaluator.aligned(b, r.inputs[0], row))
+    for v in plan.outputs:
+        if plan.access[v] == "row":
+            out_of[v].store(b, row.index(b, v.shape), evaluator.aligned(b, v, row))
 
 
 def _hot_column(b, plan: FusionPlan, evaluator: _Evaluator, phase, n: int, row: _Position,

@@ -24,6 +24,20 @@ A fusion computes its results in one of three loop structures (``plan_fusion``):
            softmax, log-softmax and cross-entropy forward and backward each
            become one kernel that streams the input from memory once (a row
            stays in L1 between the inner loops).
+           Reductions *across rows* accumulate over the outer loop instead:
+           a column reduction (a leading block reduced, ``[N, C] -> [C]``, as
+           bias gradients need) adds each position of an inner loop into a
+           ``cols``-element partial, a total reduction (``[N, C] -> []``, or of
+           a row value, ``[N] -> []``) adds each row's sum into a scalar
+           partial. Partials live in the arena, one per block of
+           ``block_rows`` rows (``ACROSS_BLOCKS`` blocks, fixed by the shape, so
+           a chunk of the thread pool owns whole blocks and results are the same
+           for any thread count); after the last row they are combined in block
+           order, and the "epilogue" of elementwise work on the results (a
+           mean's division) is computed then, per result element. Nothing
+           else in the fusion may read such a result. Layernorm forward and
+           backward (row statistics, y, dx, the loss and the column sums for
+           dgamma and dbeta) is one kernel that reads x and dy once.
 ``nest``   a single reduction of another kind (over leading or middle axes,
            argmax/argmin): its elementwise producers are computed inline at
            every element the reduction reads; the reduction is the only result.
@@ -70,7 +84,7 @@ from ir.errors import IRError
 
 __all__ = [
     "NotFusible", "FusionPlan", "RowLoop", "plan_fusion", "is_fusible", "row_split",
-    "is_row_broadcast", "operand_access", "INDEX_OPS", "CHEAP_TO_DUPLICATE", "REDUCTIONS",
+    "column_split", "is_row_broadcast", "operand_access", "ACROSS", "ACROSS_BLOCKS", "INDEX_OPS", "CHEAP_TO_DUPLICATE", "REDUCTIONS",
     "ROW_REDUCTIONS", "EXPENSIVE", "FUSION_OP",
 ]
 
@@ -82,6 +96,10 @@ INDEX_OPS = frozenset({"broadcast", "reshape", "transpose", "slice", "pad", "con
 # Producers cloned into every group that reads them (a load or a literal per element).
 CHEAP_TO_DUPLICATE = frozenset({"constant", "iota", "broadcast", "reshape", "transpose", "slice"})
 ROW_REDUCTIONS = frozenset({"reduce_sum", "reduce_max", "reduce_min"})
+# Access classes of reductions across rows and of the epilogue computed from them.
+ACROSS = ("total", "column")
+# Partials of a reduction across rows: one per block of rows, at most this many blocks.
+ACROSS_BLOCKS = 16
 REDUCTIONS = ROW_REDUCTIONS | {"argmax", "argmin"}
 # Ops worth materialising rather than computing twice (transcendentals and division).
 EXPENSIVE = frozenset({"exp", "log", "log1p", "expm1", "tanh", "logistic", "sin", "cos", "pow",
@@ -133,6 +151,27 @@ def row_split(eqn: Eqn) -> tuple[int, int] | None:
         return None
     cols = _size([shape[i] for i in axes])
     return _size(shape) // max(cols, 1), cols
+
+
+def column_split(eqn: Eqn) -> tuple[int, int] | None:
+    """``(rows, cols)`` if reduction ``eqn`` reduces a contiguous leading block of
+    its row-major input to ``cols > 1`` elements (output element ``c`` sums
+    elements ``c, cols + c, 2 cols + c, ...``: a column sum); None otherwise."""
+    if eqn.op not in ROW_REDUCTIONS:
+        return None
+    shape, axes = eqn.inputs[0].shape, set(eqn.attrs["axes"])
+    kept = [i for i, d in enumerate(shape) if d > 1 and i not in axes]
+    reduced = [i for i, d in enumerate(shape) if d > 1 and i in axes]
+    if not kept or not reduced or max(reduced) > min(kept):
+        return None
+    cols = _size([shape[i] for i in kept])
+    return _size(shape) // cols, cols
+
+
+def _is_total(eqn: Eqn) -> bool:
+    """A reduction of all of its (two or more) elements to one."""
+    return eqn.op in ROW_REDUCTIONS and eqn.outputs[0].type.size == 1 and \
+        eqn.inputs[0].type.size >= 2
 
 
 def _splits(shape: Sequence[int], rows: int, cols: int) -> list[int]:
@@ -198,6 +237,7 @@ class RowLoop:
     one_hot: Value | None = None   # the mask this loop runs with as false ([One-hot masks])
     picks: list[Eqn] = field(default_factory=list)     # reductions taken at the hot column
     fixups: list[Value] = field(default_factory=list)  # stores recomputed at the hot column
+    across: list[Eqn] = field(default_factory=list)    # reductions across rows fed here
 
 
 @dataclass
@@ -213,7 +253,9 @@ class FusionPlan:
     a row fusion; ``cached[v]``: the loop that stores v into row scratch.
     ``reads[v]``: for each input read aligned in a row fusion, the inner loops
     (0 = outside any) that read it. ``one_hot[mask]``: the row value holding
-    the true column of each one-hot mask (NOTE: [One-hot masks]).
+    the true column of each one-hot mask (NOTE: [One-hot masks]). ``across``:
+    the reductions across rows (access "total"/"column" for them and their
+    epilogue), with partials per ``block_rows`` rows.
     """
 
     mode: str
@@ -231,6 +273,23 @@ class FusionPlan:
     cached: dict[Value, int] = field(default_factory=dict)
     reads: dict[Value, set[int]] = field(default_factory=dict)
     one_hot: dict[Value, Value] = field(default_factory=dict)  # mask -> its row label value
+    across: list[Eqn] = field(default_factory=list)  # reductions across rows
+    block_rows: int = 0                               # rows per block of their partials
+
+    @property
+    def blocks(self) -> int:
+        """How many partials each reduction across rows keeps."""
+        return -(-self.rows // self.block_rows) if self.across else 0
+
+    def across_width(self, r: Eqn) -> int:
+        """Elements of reduction-across-rows ``r``'s result: 1 or ``cols``."""
+        return 1 if r.outputs[0].type.size == 1 else self.cols
+
+    def shared_bytes(self) -> int:
+        """Arena bytes for the partials of reductions across rows (shared by all
+        threads: each block is written by one)."""
+        return sum(-(-self.blocks * self.across_width(r) * r.outputs[0].dtype.itemsize // 64) * 64
+                   for r in self.across)
 
     @property
     def kind(self) -> str:
@@ -274,13 +333,22 @@ def plan_fusion(eqns: Sequence[Eqn], inputs: Sequence[Value], outputs: Sequence[
     producer = {v: e for e in eqns for v in e.outputs}
     reductions = [e for e in eqns if e.op in REDUCTIONS]
 
-    root, splits = None, set()
+    root, splits, totals, across = None, set(), [], []
     for r in reductions:
-        split = row_split(r)
-        if split is None or split[1] < 2:
+        split, column = row_split(r), column_split(r)
+        if column is not None:
+            splits.add(column)
+            across.append(r)
+        elif _is_total(r):
+            totals.append(r)
+        elif split is None or split[1] < 2:
             root = r
         else:
             splits.add(split)
+    if root is None and totals and not splits:
+        # Only totals: one row of all elements (the totals are row reductions).
+        splits = {row_split(t) for t in totals}
+        totals = []
     if root is not None:
         if len(reductions) > 1:
             raise NotFusible(f"'{root.op}' over axes that are not a trailing block (or an "
@@ -298,6 +366,11 @@ def plan_fusion(eqns: Sequence[Eqn], inputs: Sequence[Value], outputs: Sequence[
                              reductions[-1])
         mode, shape = "row", None
         rows, cols = splits.pop()
+        for t in totals:
+            if t.inputs[0].type.size not in (rows, rows * cols):
+                raise NotFusible(f"a total '{t.op}' of {t.inputs[0].type} in a fusion over "
+                                 f"{rows} x {cols} elements", t)
+        across += totals
     else:
         sizes = sorted({v.type.size for v in outputs})
         if len(sizes) > 1:
@@ -306,30 +379,45 @@ def plan_fusion(eqns: Sequence[Eqn], inputs: Sequence[Value], outputs: Sequence[
                              producer.get(outputs[-1]))
         mode, shape = "loop", tuple(outputs[0].shape)
         rows, cols = sizes[0], 1
-    count = {"row": rows, "full": rows * cols}
+    count = {"row": rows, "full": rows * cols, "total": 1, "column": cols}
+    across_set = set(across)
 
     level: dict[Value, int] = {}
+    after: set[Value] = set()  # values known only after the last row (an across reduction's)
     for e in eqns:
         depth = max((level.get(v, 0) for v in e.inputs), default=0)
-        if mode == "row" and e.op in ROW_REDUCTIONS:
+        if mode == "row" and e.op in ROW_REDUCTIONS and e not in across_set:
             depth += 1
         level[e.outputs[0]] = depth
+        if e in across_set or any(v in after for v in e.inputs):
+            after.add(e.outputs[0])
 
     access: dict[Value, str] = {}
     gathered: dict[Value, float] = defaultdict(float)
 
     def align(v: Value, how: str, user: Eqn | None) -> None:
         if v.type.size != count[how]:
-            what = "a row" if how == "row" else "a full position"
+            what = {"row": "a row", "full": "a full position", "total": "total (after the last row)",
+                    "column": "column (after the last row)"}[how]
             raise NotFusible(
                 f"{v.type} is read per {what} of a fusion over {rows} x {cols} elements", user)
+        if access.get(v, how) != how:
+            raise NotFusible(f"{v.type} is read both per {access[v]} and per {how}", user)
+        if v in after and how not in ACROSS:
+            raise NotFusible(f"{v.type} depends on a reduction across rows, known only after "
+                             "the last row", user)
         access[v] = how
 
     if mode == "nest":
         align(root.inputs[0], "row", root)
     else:
         for v in outputs:
-            if v.type.size == rows:
+            if v in after:
+                if v.type.size not in (1, cols):
+                    raise NotFusible(f"result {v.type} depends on a reduction across rows but "
+                                     f"has neither 1 nor {cols} elements", producer.get(v))
+                align(v, "total" if v.type.size == 1 else "column", producer.get(v))
+            elif v.type.size == rows:
                 align(v, "row", producer.get(v))
             elif mode == "row" and v.type.size == rows * cols:
                 align(v, "full", producer.get(v))
@@ -344,6 +432,13 @@ def plan_fusion(eqns: Sequence[Eqn], inputs: Sequence[Value], outputs: Sequence[
         how, reads = access.get(v), gathered.get(v, 0.0)
         if how is None and not reads:
             continue  # unused inside the group
+        if e in across_set:
+            if how != ("total" if v.type.size == 1 else "column") or reads:
+                raise NotFusible(f"'{e.op}' reduces across rows: its result is read only by "
+                                 "the epilogue of the fusion", e)
+            source = e.inputs[0]
+            align(source, "full" if source.type.size == rows * cols else "row", e)
+            continue
         if how is not None:
             if e.op in REDUCTIONS and how != "row":
                 raise NotFusible(f"'{e.op}' result read per element, not per row", e)
@@ -364,7 +459,7 @@ def plan_fusion(eqns: Sequence[Eqn], inputs: Sequence[Value], outputs: Sequence[
         v = e.outputs[0]
         if e is not root and v not in access and not gathered.get(v):
             raise NotFusible(f"'{e.op}' result is not used by the fusion", e)
-        if gathered.get(v) and level.get(v, 0) > 0:
+        if gathered.get(v) and (level.get(v, 0) > 0 or v in after):
             raise NotFusible(f"'{e.op}' depends on a reduction of the fusion but would be read at "
                              "other positions (through an index map); only its own row is known", e)
         if e.op in EXPENSIVE:
@@ -375,7 +470,8 @@ def plan_fusion(eqns: Sequence[Eqn], inputs: Sequence[Value], outputs: Sequence[
                 raise NotFusible(f"'{e.op}' would be computed {times:.3g} times per element", e)
 
     plan = FusionPlan(mode, rows, cols, shape, root, eqns, inputs, outputs, access,
-                      dict(gathered), level)
+                      dict(gathered), level, across=across,
+                      block_rows=-(-rows // ACROSS_BLOCKS) if across else 0)
     if mode == "row" and schedule:
         _schedule_rows(plan, producer)
     return plan
@@ -384,16 +480,21 @@ def plan_fusion(eqns: Sequence[Eqn], inputs: Sequence[Value], outputs: Sequence[
 def _schedule_rows(plan: FusionPlan, producer: dict[Value, Eqn]) -> None:
     """Assign reductions and full results to inner loops; choose the cached values."""
     rows, cols = plan.rows, plan.cols
-    reductions = [e for e in plan.eqns if e.op in ROW_REDUCTIONS]
-    count = max(plan.level[r.outputs[0]] for r in reductions)
+    reductions = [e for e in plan.eqns if e.op in ROW_REDUCTIONS and e not in plan.across]
+    count = max((plan.level[r.outputs[0]] for r in reductions), default=0)
     stores = {v: plan.level.get(v, 0) + 1 for v in plan.outputs if plan.access[v] == "full"}
-    count = max([count, *stores.values()])
+    # Reductions across rows of full values accumulate in the loop computing their input.
+    fed = {r: plan.level.get(r.inputs[0], 0) + 1 for r in plan.across
+           if plan.access[r.inputs[0]] == "full"}
+    count = max([count, *stores.values(), *fed.values()])
     loops = [RowLoop() for _ in range(count)]
     for r in reductions:
         loops[plan.level[r.outputs[0]] - 1].reductions.append(r)
     for v in plan.outputs:
         if v in stores:
             loops[stores[v] - 1].stores.append(v)
+    for r, n in fed.items():
+        loops[n - 1].across.append(r)
 
     heavy_memo: dict[Value, bool] = {}
 
@@ -412,7 +513,7 @@ def _schedule_rows(plan: FusionPlan, producer: dict[Value, Eqn]) -> None:
 
     def cone(loop: RowLoop, cached: dict[Value, int], n: int) -> set[Value]:
         """Full values computed by inner loop ``n`` (stopping at cached ones)."""
-        roots = [r.inputs[0] for r in loop.reductions] + list(loop.stores)
+        roots = [r.inputs[0] for r in (*loop.reductions, *loop.across)] + list(loop.stores)
         return _full_cone(plan, producer, roots, cached, n)
 
     uses: dict[Value, list[int]] = defaultdict(list)
@@ -496,7 +597,8 @@ def _plan_one_hot(plan: FusionPlan, producer: dict[Value, Eqn], loop: RowLoop, n
 
     inside = [m for m in plan.one_hot if m in cone([r.inputs[0] for r in loop.reductions]
                                                    + list(loop.stores))]
-    if len(inside) != 1 or any(inside[0] in cone([v]) for v in loop.cache):
+    if len(inside) != 1 or any(inside[0] in cone([v]) for v in loop.cache) or \
+            any(inside[0] in cone([r.inputs[0]]) for r in loop.across):
         return
     mask = inside[0]
     picks = []

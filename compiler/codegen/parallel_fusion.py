@@ -8,7 +8,11 @@ run with ``emit_parallel``. Every chunk computes its positions with the same
 code as the serial kernel (the fused kernel with a ``span``), so results are
 bitwise equal whatever the thread count: reductions in a row fusion reduce
 whole rows, never across chunks. A row fusion's L1 scratch gets one slot per
-thread. ``nest`` reductions (over leading axes) and small kernels stay serial:
+thread. A row fusion with reductions across rows (column sums, totals) splits
+at block boundaries: each chunk accumulates the partials of its own blocks (in
+scratch after the threads' slots) and the epilogue combines them after the
+join, in block order, so those results too are the same for any thread
+count. ``nest`` reductions (over leading axes) and small kernels stay serial:
 a fork-join costs ~1 us plus a worker's wake-up, the time of ~50K elements.
 """
 
@@ -20,7 +24,8 @@ import llvmlite.ir as ll
 
 from ir.core import Eqn
 from compiler.codegen.arrays import Array
-from compiler.codegen.fused import emit_fusion, fusion_plan, fusion_scratch_bytes, span_extent
+from compiler.codegen.fused import (emit_fusion, emit_fusion_epilogue, fusion_plan,
+                                    fusion_scratch_layout, span_extent)
 from compiler.codegen.llvm_types import I8, index_constant
 from compiler.codegen.parallel import emit_parallel, max_threads
 
@@ -65,6 +70,9 @@ def fusion_split(eqn: Eqn) -> FusionSplit | None:
     if wanted < 2:
         return None
     per_chunk = -(-extent // wanted)
+    plan = fusion_plan(eqn)
+    if plan.across:  # whole blocks of rows per chunk (their partials)
+        per_chunk = -(-per_chunk // plan.block_rows) * plan.block_rows
     chunks = -(-extent // per_chunk)
     if chunks < 2 or per_chunk * per_iteration < _MIN_CHUNK_ELEMENTS // 4:
         return None
@@ -72,39 +80,47 @@ def fusion_split(eqn: Eqn) -> FusionSplit | None:
 
 
 def parallel_fusion_scratch_bytes(eqn: Eqn, split: FusionSplit) -> int:
-    """One slot of the fused kernel's scratch per thread."""
-    return _slot_bytes(eqn) * split.team
-
-
-def _slot_bytes(eqn: Eqn) -> int:
-    return -(-fusion_scratch_bytes(eqn) // 64) * 64
+    """One slot of the fused kernel's private scratch per thread, then the shared partials."""
+    private, shared = fusion_scratch_layout(eqn)
+    return private * split.team + shared
 
 
 def emit_parallel_fusion(b: ll.IRBuilder, eqn: Eqn, split: FusionSplit, ins: list[Array],
                          outs: list[Array], scratch: ll.Value | None) -> None:
     """The kernel of fusion ``eqn`` as ``split.chunks`` chunks on the thread pool."""
-    slot = _slot_bytes(eqn)
-    captured = [a.pointer for a in (*ins, *outs)] + ([scratch] if scratch is not None else [])
+    slot, shared_bytes = fusion_scratch_layout(eqn)
+    # An output written over an input's buffer stays one pointer in the chunks
+    # (see emit_kernel in kernels.py; NOTE: [One row function] in fused.py).
+    pointers = list(dict.fromkeys(a.pointer for a in (*ins, *outs)))
+    pattern = [pointers.index(a.pointer) for a in (*ins, *outs)]
+    captured = pointers + ([scratch] if scratch is not None else [])
     last = split.extent - (split.chunks - 1) * split.per_chunk
 
     def body(inner: ll.IRBuilder, values, chunk, thread) -> None:
-        in_arrays = [Array(v, a.type) for v, a in zip(values[:len(ins)], ins, strict=True)]
-        out_arrays = [Array(v, a.type) for v, a in
-                      zip(values[len(ins):len(ins) + len(outs)], outs, strict=True)]
-        own = None
+        arrays = [Array(values[k], a.type) for k, a in zip(pattern, (*ins, *outs), strict=True)]
+        in_arrays, out_arrays = arrays[:len(ins)], arrays[len(ins):]
+        own = shared = None
         if scratch is not None:
             own = inner.gep(values[-1], [inner.mul(thread, index_constant(slot))],
                             inbounds=True, source_etype=I8)
+            shared = inner.gep(values[-1], [index_constant(slot * split.team)],
+                               inbounds=True, source_etype=I8)
         start = inner.mul(chunk, index_constant(split.per_chunk))
         if last == split.per_chunk:
-            emit_fusion(inner, eqn, in_arrays, out_arrays, own, span=(start, split.per_chunk))
+            emit_fusion(inner, eqn, in_arrays, out_arrays, own, span=(start, split.per_chunk),
+                        shared=shared)
             return
         is_last = inner.icmp_unsigned("==", chunk, index_constant(split.chunks - 1))
         with inner.if_else(is_last) as (then, otherwise):
             with then:
-                emit_fusion(inner, eqn, in_arrays, out_arrays, own, span=(start, last))
+                emit_fusion(inner, eqn, in_arrays, out_arrays, own, span=(start, last),
+                            shared=shared)
             with otherwise:
                 emit_fusion(inner, eqn, in_arrays, out_arrays, own,
-                            span=(start, split.per_chunk))
+                            span=(start, split.per_chunk), shared=shared)
 
     emit_parallel(b, f"{b.function.name}.chunk", captured, split.chunks, split.team, body)
+    if shared_bytes:
+        shared = b.gep(scratch, [index_constant(slot * split.team)], inbounds=True,
+                       source_etype=I8)
+        emit_fusion_epilogue(b, eqn, ins, outs, shared)

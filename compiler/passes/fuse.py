@@ -45,7 +45,7 @@ from ir.graph import value_names
 from compiler.passes.cse import eliminate_common_subexpressions
 from compiler.passes.dce import eliminate_dead_code
 from compiler.codegen.fusion_plan import (CHEAP_TO_DUPLICATE, FUSION_OP, REDUCTIONS, NotFusible,
-                                          is_fusible, plan_fusion, row_split)
+                                          column_split, is_fusible, plan_fusion, row_split)
 from compiler.passes.rewrite import Rewriter
 
 __all__ = ["fuse", "explain_fusion", "FusionDecision", "kernel_count"]
@@ -219,34 +219,41 @@ class _Groups:
         return sorted(self.members[a] + self.members[b], key=self.position.__getitem__)
 
     def _summary(self, g: int) -> tuple:
-        """(row splits, has a reduction that fuses only alone, output sizes) of group g."""
+        """(row splits of row and column reductions, has a total reduction, has a
+        reduction that fuses only alone, output sizes) of group g."""
         key = (g, self.version[g])
         found = self._summaries.get(key)
         if found is None:
-            splits, alone = set(), False
+            splits, totals, alone = set(), False, False
             for e in self.members[g]:
                 if e.op in REDUCTIONS:
-                    split = row_split(e)
-                    if split is None or split[1] < 2:
+                    split, column = row_split(e), column_split(e)
+                    if column is not None:
+                        splits.add(column)
+                    elif split is not None and split[0] == 1 and split[1] >= 2:
+                        totals = True  # fits any rows x cols of its size (plan_fusion)
+                    elif split is None or split[1] < 2:
                         alone = True
                     else:
                         splits.add(split)
             sizes = frozenset(v.type.size for v in self._outputs(self.members[g]))
-            found = self._summaries[key] = (frozenset(splits), alone, sizes)
+            found = self._summaries[key] = (frozenset(splits), totals, alone, sizes)
         return found
 
     def _quick_reject(self, a: int, b: int) -> str | None:
         """Reasons ``plan_fusion`` would certainly give, read from the two summaries."""
-        splits_a, alone_a, sizes_a = self._summary(a)
-        splits_b, alone_b, sizes_b = self._summary(b)
-        if (alone_a and (alone_b or splits_b)) or (alone_b and splits_a):
+        splits_a, totals_a, alone_a, sizes_a = self._summary(a)
+        splits_b, totals_b, alone_b, sizes_b = self._summary(b)
+        if (alone_a and (alone_b or splits_b or totals_b)) or \
+                (alone_b and (splits_a or totals_a)):
             return "a reduction over axes that are not a trailing block (or an argmax/argmin) is " \
                    "fused only as the single reduction of its fusion"
         if splits_a and splits_b and splits_a != splits_b:
             described = ", ".join(f"{r} rows of {c}" for r, c in sorted(splits_a | splits_b))
             return f"reductions over differently sized rows ({described})"
         linked = b in self.succ[a] or a in self.succ[b]
-        if not linked and not (splits_a or splits_b or alone_a or alone_b) and \
+        if not linked and not (splits_a or splits_b or totals_a or totals_b or alone_a
+                               or alone_b) and \
                 len(sizes_a | sizes_b) > 1:
             return "results of different sizes need different loops"
         return None

@@ -403,3 +403,114 @@ def test_fused_and_unfused_programs_agree_on_random_graphs(fn, seed):
         scale = 1 + np.nanmax(np.abs(np.where(np.isfinite(w), w, 0)))
         # Fused and unfused float sums may add in different orders ([Fused reduction tolerance]).
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5 * R * C * scale)
+
+
+# -- reductions across rows (column sums and totals in a row fusion) ---------------------
+
+def _layernorm_step(x, gamma, beta, dy):
+    """Layernorm forward and backward as a training step has it: y, the loss
+    sum(y * dy), and the gradients of x, gamma and beta (column sums)."""
+    def loss(x, gamma, beta):
+        y = _layernorm(x) * gamma + beta
+        return fnp.sum(y * dy), y
+    (total, y), grads = functional.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True)(
+        x, gamma, beta)
+    return (y, total, *grads)
+
+
+def _bias_relu_step(x, bias, dy):
+    def loss(x, bias):
+        y = nn.relu(x + bias)
+        return fnp.sum(y * dy), y
+    (total, y), grads = functional.value_and_grad(loss, argnums=(0, 1), has_aux=True)(x, bias)
+    return (y, total, *grads)
+
+
+def _sum_bound(terms):
+    """NOTE: [Fused reduction tolerance]: 2 n eps sum|x| over the summed axis."""
+    eps = np.finfo(np.float32).eps
+    return 2 * terms.shape[0] * eps * np.abs(terms).sum(0) + 1e-30
+
+
+@pytest.mark.parametrize("step, shapes", [
+    (_layernorm_step, [(64, 48), (48,), (48,), (64, 48)]),
+    (_bias_relu_step, [(64, 48), (48,), (64, 48)]),
+], ids=["layernorm", "bias_relu"])
+def test_forward_backward_with_column_sums_is_one_kernel(step, shapes):
+    # The bias/gamma gradients (sums over axis 0) and the loss (a total) accumulate
+    # across the rows of the row fusion: x and dy are read once.
+    rng = np.random.default_rng(7)
+    args = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    lowered = jit(step).lower(*args)
+    before = unfused(lowered.function)
+    fused = fuse(before)
+    check_structure(before, fused)
+    assert kernel_count(fused) == 1
+    same_interpretation(before, fused, args)
+    # The benchmark's shapes (tracing and fusion only).
+    big = [np.zeros((4096, 1024) if len(s) == 2 else (1024,), np.float32) for s in shapes]
+    assert kernel_count(optimize(jit(step).lower(*big).function)) == 1
+    got = lowered.compile()(*args)
+    want = interpret(before, args)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=2e-4, atol=2e-4)
+
+
+def test_column_sums_and_totals_are_within_the_reassociation_bound():
+    rng = np.random.default_rng(8)
+    x = rng.uniform(-3, 3, (3000, 40)).astype(np.float32)
+    fn = jit(lambda v: (fnp.sum(fnp.exp(v), axis=0), fnp.sum(v * v), fnp.max(v, axis=1)))
+    assert kernel_count(optimize(fn.lower(x).function)) == 1
+    cols, total, rows = fn(x)
+    e = np.exp(x.astype(np.float64))
+    np.testing.assert_array_equal(np.asarray(rows), x.max(1))
+    assert np.all(np.abs(np.asarray(cols) - e.sum(0)) <= 2 * _sum_bound(e))
+    squares = (x.astype(np.float64) ** 2).ravel()
+    assert abs(float(total) - squares.sum()) <= _sum_bound(squares[:, None])[0]
+
+
+def test_results_computed_from_column_sums_run_after_the_last_row():
+    # mean over axis 0 (a division after the column sum), a mean of all elements
+    # and a max of row values, beside row sums: one kernel, the epilogue per column.
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((300, 70)).astype(np.float32)
+
+    def f(v):
+        return (fnp.mean(v * v, axis=0) + 1.0, fnp.mean(fnp.exp(v)),
+                fnp.max(fnp.sum(v, axis=1)), fnp.sum(v, axis=1))
+
+    lowered = jit(f).lower(x)
+    before = unfused(lowered.function)
+    fused = fuse(before)
+    check_structure(before, fused)
+    assert kernel_count(fused) == 1
+    for g, w in zip(lowered.compile()(x), interpret(before, [x]), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
+def test_a_column_sum_read_inside_its_fusion_is_refused():
+    # Known only after the last row: nothing per row or per element may read it.
+    b = Builder("f")
+    x = b.param(TensorType(F32, (16, 24)))
+    col = b.reduce_sum(x, axes=[0])
+    spread = b.broadcast(col, shape=[16, 24], dims=[1])
+    fn = b.finish([b.reduce_sum(b.mul(x, spread), axes=[1])])
+    with pytest.raises(NotFusible, match="across rows"):
+        plan_fusion(fn.eqns, fn.params, fn.outputs)
+    fused = fuse(fn)
+    check_structure(fn, fused)
+    assert kernel_count(fused) == 2
+    xs = np.random.default_rng(3).standard_normal((16, 24)).astype(np.float32)
+    np.testing.assert_allclose(backend_compile(fused)(xs)[0], (xs * xs.sum(0)).sum(1),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_column_accumulation_is_vectorised(monkeypatch):
+    monkeypatch.setenv("XLAC_NUM_THREADS", "1")
+    rng = np.random.default_rng(10)
+    args = [rng.standard_normal(s).astype(np.float32) for s in [(64, 256), (256,), (64, 256)]]
+    text = jit(_bias_relu_step).lower(*args).as_text("optimized-llvm")
+    kernel = re.split(r"define[^\n]*@k0_fusion\(", text)[1].split("\n}\n")[0]
+    # The partial column sums: vector loads, a reassociable vector add and a vector store.
+    assert re.search(r"fadd reassoc <(8|16) x float>", kernel)
+    assert re.search(r"store <(8|16) x float>", kernel)

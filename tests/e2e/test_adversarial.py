@@ -391,10 +391,10 @@ FUSIONS = {
         "    %4 = slice %2 {start=[0,0], stop=[1,4], step=[1,1]} : f32[1,4]\n"
         "    %5 = reshape %4 {shape=[4]} : f32[4]\n    return %3, %5\n  }",
         "f32[4,4], f32[4]", "%0", results="%1, %6"),
-    "column and row reductions": _fusion(
+    "a column sum read per row": _fusion(
         "%0: f32[4,4]", "%2: f32[4,4]) {\n    %3 = reduce_sum %2 {axes=[0]} : f32[4]\n"
-        "    %4 = reduce_sum %2 {axes=[1]} : f32[4]\n    return %3, %4\n  }",
-        "f32[4], f32[4]", "%0", results="%1, %6", kind="reduce"),
+        "    %4 = reduce_sum %2 {axes=[1]} : f32[4]\n    %5 = add %3, %4 : f32[4]\n"
+        "    return %5\n  }", "f32[4]", "%0", kind="reduce"),
     "argmax beside another result": _fusion(
         "%0: f32[4,4]", "%2: f32[4,4]) {\n    %3 = argmax %2 {axis=1} : i64[4]\n"
         "    %4 = neg %2 : f32[4,4]\n    return %3, %4\n  }",
@@ -425,6 +425,10 @@ FUSIONS = {
     "kind attribute missing": (
         "func @f(%0: f32[8,4]) -> (f32[8,4]) {\n  %1 = fusion %0 : f32[8,4] body(%2: f32[8,4]) {\n"
         "    %3 = neg %2 : f32[8,4]\n    return %3\n  }\n  return %1\n}\n"),
+    "column and row reductions": _fusion(
+        "%0: f32[4,4]", "%2: f32[4,4]) {\n    %3 = reduce_sum %2 {axes=[0]} : f32[4]\n"
+        "    %4 = reduce_sum %2 {axes=[1]} : f32[4]\n    return %3, %4\n  }",
+        "f32[4], f32[4]", "%0", results="%1, %6", kind="reduce"),
     "unknown kind": _fusion(
         "%0: f32[8,4]", "%2: f32[8,4]) {\n    %3 = neg %2 : f32[8,4]\n    return %3\n  }",
         "f32[8,4]", "%0", kind="xyz"),
