@@ -1,6 +1,7 @@
 """Fusion workloads side by side: xla-py vs numpy, JAX jit and PyTorch.
 
-    python benchmarks/fusion.py [--rounds 15] [--only w1,w2] [--threads 1,2] [--torch-compile]
+    python benchmarks/fusion.py [--rounds 15] [--only w1,w2,layernorm,...] [--threads 1,2]
+                                [--torch-compile]
                                 [--libraries jax,torch]
 
 W1 gelu: ``y = 0.5*x*(1+tanh(0.7978845608*(x+0.044715*x*x*x)))`` on x f32[4194304].
@@ -27,6 +28,12 @@ wall time (waiting for a core), not CPU time. JAX may still use a second thread
 top-level equations of the optimised IR (one kernel each). The issue's targets
 on one thread: W1 <= 0.2x numpy's time in exactly 1 kernel, W2 <= 0.25x numpy's
 time in <= 4 kernels; on two (issue 5): W1 no slower than JAX, W2 <= 0.7x JAX's time.
+
+Held-out training-step workloads (issue 4's check), each against numpy, JAX jit
+and PyTorch eager with its kernel count and the ideal one (one pass over the
+data): layernorm, softmax, logsumexp, adam, bias_relu, mse, bce (see
+``_workloads``; f32[4096,1024] activations, 4M-element Adam parameters). Their
+bandwidth reference copies as many bytes as the workload reads and writes.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -221,10 +229,274 @@ def w2(rounds: int, torch_compile: bool, settle: float = 0.0) -> None:
            contenders, "numpy copy (same bytes)", checks, rounds)
 
 
+# -- held-out training-step workloads (issue 4, "how it will be checked") ---------------------
+#
+# Each is the forward (and backward where a training step needs it) of a layer or
+# loss written as model code: autodiff through ``functional.value_and_grad`` for
+# xla-py and JAX, ``torch.autograd`` for PyTorch, numpy written out by hand. A
+# backward takes a given cotangent ``dy`` by differentiating ``sum(y * dy)``, which
+# also yields that scalar (xla-py and JAX) besides y and the gradients.
+# ``ideal`` is the kernel count of a perfect fusion: one pass over the data.
+
+N3, C3 = 4096, 1024     # activations: 16 MiB per f32 array
+N4 = 4194304            # one parameter tensor (Adam)
+_EPS = 1e-5
+_ADAM = dict(lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, t=3)
+
+
+def _layernorm(fnp, x, gamma, beta):
+    mu = fnp.mean(x, axis=-1, keepdims=True)
+    xc = x - mu
+    var = fnp.mean(xc * xc, axis=-1, keepdims=True)
+    return xc / fnp.sqrt(var + _EPS) * gamma + beta
+
+
+def layernorm_numpy(x, gamma, beta, dy):
+    """y, sum(y*dy), dx, dgamma, dbeta, written the way one does in numpy."""
+    mu = x.mean(axis=1, keepdims=True)
+    xc = x - mu
+    rstd = 1 / np.sqrt((xc * xc).mean(axis=1, keepdims=True) + _EPS)
+    xhat = xc * rstd
+    y = xhat * gamma + beta
+    dxhat = dy * gamma
+    dx = rstd * (dxhat - dxhat.mean(axis=1, keepdims=True)
+                 - xhat * (dxhat * xhat).mean(axis=1, keepdims=True))
+    return y, float(np.sum(y * dy)), dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)
+
+
+def _adam_step(fnp, p, g, m, v):
+    h = _ADAM
+    m = h["b1"] * m + (1 - h["b1"]) * g
+    v = h["b2"] * v + (1 - h["b2"]) * (g * g)
+    m_hat = m / (1 - h["b1"] ** h["t"])
+    v_hat = v / (1 - h["b2"] ** h["t"])
+    return p - h["lr"] * m_hat / (fnp.sqrt(v_hat) + h["eps"]), m, v
+
+
+def _bce(fnp, z, t):
+    """Mean binary cross-entropy of sigmoid(z) against t, from the logits (stable)."""
+    return fnp.mean(fnp.maximum(z, 0) - z * t + fnp.log1p(fnp.exp(-fnp.abs(z))))
+
+
+def _bce_numpy(z, t):
+    s = 1 / (1 + np.exp(-z))
+    return float(_bce(np, z, t)), (s - t) / z.size
+
+
+class Workload:
+    """One held-out workload: inputs, the same computation for each library, the
+    ideal kernel count and the bytes a single pass reads and writes."""
+
+    def __init__(self, key, title, args, xla, numpy_fn, jax_fn, torch_fn, ideal):
+        self.key, self.title, self.args = key, title, args
+        self.xla, self.numpy_fn, self.jax_fn, self.torch_fn = xla, numpy_fn, jax_fn, torch_fn
+        self.ideal = ideal
+
+
+def _workloads() -> dict[str, Callable[[], Workload]]:
+    rng = np.random.default_rng(0)
+
+    def acts(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    def layernorm():
+        x, gamma, beta, dy = acts(N3, C3), acts(C3), acts(C3), acts(N3, C3)
+
+        def loss(fnp):
+            def f(x, gamma, beta, dy):
+                y = _layernorm(fnp, x, gamma, beta)
+                return fnp.sum(y * dy), y
+            return f
+
+        def xla(x, gamma, beta, dy):
+            (total, y), grads = functional.value_and_grad(loss(xnp), argnums=(0, 1, 2),
+                                                          has_aux=True)(x, gamma, beta, dy)
+            return (y, total, *grads)
+
+        def jax_fn(jax, jnp):
+            vg = jax.value_and_grad(loss(jnp), argnums=(0, 1, 2), has_aux=True)
+            return jax.jit(lambda *a: (lambda r: (r[0][1], r[0][0], *r[1]))(vg(*a)))
+
+        def torch_fn(torch):
+            xt, gt, bt = (torch.from_numpy(a).requires_grad_() for a in (x, gamma, beta))
+            dyt = torch.from_numpy(dy)
+
+            def run():
+                y = torch.nn.functional.layer_norm(xt, (C3,), gt, bt, eps=_EPS)
+                return (y, *torch.autograd.grad(y, (xt, gt, bt), dyt))
+            return run, (0, 2, 3, 4)
+
+        return Workload("layernorm", f"layernorm fwd+bwd, x f32[{N3},{C3}], gamma, beta "
+                        f"f32[{C3}]: y, dx, dgamma, dbeta", (x, gamma, beta, dy), xla,
+                        layernorm_numpy, jax_fn, torch_fn, ideal=1)
+
+    def softmax():
+        x = acts(N3, C3) * 3
+
+        def numpy_fn(x):
+            e = np.exp(x - x.max(axis=1, keepdims=True))
+            return (e / e.sum(axis=1, keepdims=True),)
+
+        return Workload("softmax", f"softmax over rows, x f32[{N3},{C3}]", (x,),
+                        lambda x: (nn.softmax(x),), numpy_fn,
+                        lambda jax, jnp: jax.jit(lambda x: (jax.nn.softmax(x, axis=1),)),
+                        lambda torch: ((lambda xt: lambda: (torch.softmax(xt, 1),))(
+                            torch.from_numpy(x)), None), ideal=1)
+
+    def logsumexp():
+        x = acts(N3, C3) * 3
+
+        def numpy_fn(x):
+            m = x.max(axis=1, keepdims=True)
+            return (np.log(np.exp(x - m).sum(axis=1)) + m[:, 0],)
+
+        return Workload("logsumexp", f"row-wise logsumexp, x f32[{N3},{C3}] -> f32[{N3}]", (x,),
+                        lambda x: (nn.logsumexp(x, axis=-1),), numpy_fn,
+                        lambda jax, jnp: jax.jit(lambda x: (jax.nn.logsumexp(x, axis=1),)),
+                        lambda torch: ((lambda xt: lambda: (torch.logsumexp(xt, 1),))(
+                            torch.from_numpy(x)), None), ideal=1)
+
+    def adam():
+        p, g, m = acts(N4), acts(N4), acts(N4) * 0.1
+        v = np.abs(acts(N4)) * 0.1
+
+        def torch_fn(torch):
+            pt, gt, mt, vt = (torch.from_numpy(a) for a in (p, g, m, v))
+            # torch.optim.Adam updates in place; its functional form on copies
+            # allocates results like every other contender.
+            return (lambda: _adam_step(torch, pt, gt, mt, vt)), None
+
+        return Workload("adam", f"Adam update, p, g, m, v f32[{N4}] -> p, m, v", (p, g, m, v),
+                        lambda *a: _adam_step(xnp, *a), lambda *a: _adam_step(np, *a),
+                        lambda jax, jnp: jax.jit(lambda *a: _adam_step(jnp, *a)),
+                        torch_fn, ideal=1)
+
+    def bias_relu():
+        x, bias, dy = acts(N3, C3), acts(C3), acts(N3, C3)
+
+        def loss(fnp, relu):
+            def f(x, bias, dy):
+                y = relu(x + bias)
+                return fnp.sum(y * dy), y
+            return f
+
+        def xla(x, bias, dy):
+            (total, y), grads = functional.value_and_grad(loss(xnp, nn.relu), argnums=(0, 1),
+                                                          has_aux=True)(x, bias, dy)
+            return (y, total, *grads)
+
+        def numpy_fn(x, bias, dy):
+            y = np.maximum(x + bias, 0)
+            dx = np.where(y > 0, dy, 0)
+            return y, float(np.sum(y * dy)), dx, dx.sum(axis=0)
+
+        def jax_fn(jax, jnp):
+            vg = jax.value_and_grad(loss(jnp, jax.nn.relu), argnums=(0, 1), has_aux=True)
+            return jax.jit(lambda *a: (lambda r: (r[0][1], r[0][0], *r[1]))(vg(*a)))
+
+        def torch_fn(torch):
+            xt, bt = (torch.from_numpy(a).requires_grad_() for a in (x, bias))
+            dyt = torch.from_numpy(dy)
+
+            def run():
+                y = torch.relu(xt + bt)
+                return (y, *torch.autograd.grad(y, (xt, bt), dyt))
+            return run, (0, 2, 3)
+
+        return Workload("bias_relu", f"bias + ReLU fwd+bwd, x f32[{N3},{C3}], b f32[{C3}]: "
+                        "y, dx, db", (x, bias, dy), xla, numpy_fn, jax_fn, torch_fn, ideal=1)
+
+    def mse():
+        pred, target = acts(N3, C3), acts(N3, C3)
+
+        def numpy_fn(pred, target):
+            d = pred - target
+            return float(np.mean(d * d)), d * (2 / d.size)
+
+        def torch_fn(torch):
+            pt = torch.from_numpy(pred).requires_grad_()
+            tt = torch.from_numpy(target)
+
+            def run():
+                loss = torch.nn.functional.mse_loss(pt, tt)
+                return (loss, *torch.autograd.grad(loss, pt))
+            return run, None
+
+        return Workload("mse", f"mean squared error fwd+bwd, f32[{N3},{C3}]: loss, dpred",
+                        (pred, target),
+                        lambda p, t: functional.value_and_grad(nn.mse)(p, t), numpy_fn,
+                        lambda jax, jnp: jax.jit(jax.value_and_grad(
+                            lambda p, t: jnp.mean((p - t) ** 2))), torch_fn, ideal=1)
+
+    def bce():
+        z = acts(N3, C3) * 2
+        t = (rng.random((N3, C3)) < 0.5).astype(np.float32)
+
+        def torch_fn(torch):
+            zt = torch.from_numpy(z).requires_grad_()
+            tt = torch.from_numpy(t)
+
+            def run():
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(zt, tt)
+                return (loss, *torch.autograd.grad(loss, zt))
+            return run, None
+
+        return Workload("bce", f"sigmoid binary cross-entropy fwd+bwd, logits f32[{N3},{C3}]: "
+                        "loss, dlogits", (z, t),
+                        lambda z, t: functional.value_and_grad(lambda a, b: _bce(xnp, a, b))(z, t),
+                        _bce_numpy,
+                        lambda jax, jnp: jax.jit(jax.value_and_grad(lambda a, b: _bce(jnp, a, b))),
+                        torch_fn, ideal=1)
+
+    return {"layernorm": layernorm, "softmax": softmax, "logsumexp": logsumexp, "adam": adam,
+            "bias_relu": bias_relu, "mse": mse, "bce": bce}
+
+
+def _bytes(values) -> int:
+    return sum(np.asarray(v).nbytes for v in values)
+
+
+def run_workload(w: Workload, rounds: int, settle: float = 0.0) -> None:
+    """Time one held-out workload against numpy, JAX and PyTorch (see the module doc)."""
+    ours = jit(w.xla)
+    want = w.numpy_fn(*w.args)
+    checks = {"xla-py jit": _max_diff(ours(*w.args), want)}
+    # The bandwidth reference copies as many bytes as one pass reads and writes.
+    streamed = np.zeros((_bytes(w.args) + _bytes(want)) // 8, np.float32)
+    contenders = [
+        Contender("xla-py jit", lambda: ours(*w.args)),
+        Contender("numpy", lambda: w.numpy_fn(*w.args)),
+        Contender("numpy copy (same bytes)", streamed.copy),
+    ]
+    jax = optional_jax() if "jax" in _LIBRARIES else None
+    if jax is not None:
+        import jax.numpy as jnp
+
+        fj = w.jax_fn(jax, jnp)
+        placed = [jax.device_put(a) for a in w.args]
+        checks["jax.jit"] = _max_diff(jax.tree_util.tree_leaves(fj(*placed)), want)
+        contenders.append(Contender("jax.jit", lambda: jax.block_until_ready(fj(*placed))))
+    torch = optional_torch() if "torch" in _LIBRARIES else None
+    if torch is not None:
+        run, picked = w.torch_fn(torch)
+        got = [t.detach().numpy() for t in run()]
+        expected = want if picked is None else [want[i] for i in picked]
+        checks["torch eager"] = _max_diff(got, expected)
+        contenders.append(Contender("torch eager", run))
+    measure(contenders, rounds=rounds, settle=settle)
+    _table(f"{w.title} ({_setting()}); xla-py kernels: {_kernels(ours, *w.args)} "
+           f"(ideal {w.ideal}); {_bytes(w.args) + _bytes(want) >> 20} MiB streamed",
+           contenders, "numpy copy (same bytes)", checks, rounds)
+
+
+HELD_OUT = ("layernorm", "softmax", "logsumexp", "adam", "bias_relu", "mse", "bce")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--only", default="w1,w2", help="comma-separated: w1, w2")
+    parser.add_argument("--only", default="w1,w2," + ",".join(HELD_OUT),
+                        help="comma-separated: w1, w2, " + ", ".join(HELD_OUT))
     parser.add_argument("--threads", default="1", help="comma-separated thread counts")
     parser.add_argument("--settle", type=float, default=0.05,
                         help="seconds of sleep before each sample with 2+ threads")
@@ -254,6 +526,15 @@ def main(argv=None) -> None:
     if "w2" in chosen:
         w2(args.rounds, args.torch_compile, settle)
         print()
+    unknown = chosen - {"w1", "w2", *HELD_OUT}
+    if unknown:
+        raise SystemExit(f"unknown workload(s) {', '.join(sorted(unknown))}; "
+                         f"choose from w1, w2, {', '.join(HELD_OUT)}")
+    workloads = _workloads()
+    for key in HELD_OUT:
+        if key in chosen:
+            run_workload(workloads[key](), args.rounds, settle)
+            print()
 
 
 if __name__ == "__main__":
