@@ -508,6 +508,11 @@ def main(argv=None) -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     _LIBRARIES.intersection_update(args.libraries.split(","))
+    chosen = {w.strip() for w in args.only.split(",")}
+    unknown = chosen - {"w1", "w2", *HELD_OUT}
+    if unknown:
+        parser.error(f"unknown workload(s) {', '.join(sorted(unknown))}; "
+                     f"choose from w1, w2, {', '.join(HELD_OUT)}")
     if not args.child:
         for threads in (int(t) for t in args.threads.split(",")):
             command = [sys.executable, str(Path(__file__).resolve()), "--child",
@@ -519,17 +524,12 @@ def main(argv=None) -> None:
     threads = _threads()
     set_threads(threads)
     settle = args.settle if threads > 1 else 0.0
-    chosen = {w.strip() for w in args.only.split(",")}
     if "w1" in chosen:
         w1(args.rounds, args.torch_compile, settle)
         print()
     if "w2" in chosen:
         w2(args.rounds, args.torch_compile, settle)
         print()
-    unknown = chosen - {"w1", "w2", *HELD_OUT}
-    if unknown:
-        raise SystemExit(f"unknown workload(s) {', '.join(sorted(unknown))}; "
-                         f"choose from w1, w2, {', '.join(HELD_OUT)}")
     workloads = _workloads()
     for key in HELD_OUT:
         if key in chosen:
