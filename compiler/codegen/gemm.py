@@ -31,7 +31,7 @@ from compiler.codegen.gemm_kernel import PanelLayout, micro_kernel
 from compiler.codegen.gemm_pack import counted_loop, if_then, pack_block
 from compiler.codegen.errors import LoweringError
 from compiler.codegen.gemm_plan import GemmPlan, even_shares
-from compiler.codegen.llvm_types import I8, I32, I64, PTR, VOID, index_constant, value_type
+from compiler.codegen.llvm_types import I8, I64, PTR, VOID, index_constant, value_type
 from compiler.codegen.parallel import call_parallel, emit_parallel, outline
 
 __all__ = ["Epilogue", "emit_gemm"]
