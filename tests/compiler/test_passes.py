@@ -54,6 +54,20 @@ def test_cse_merges_equal_equations_but_not_signed_zeros():
     same_results(fn, out)
 
 
+def test_cse_matches_add_and_mul_in_either_operand_order_but_not_sub():
+    b = Builder("f")
+    x, y = b.param(F32), b.param(F32)
+    products = [b.mul(x, y), b.mul(y, x)]          # how the MSE gradient came out: c*d + d*c
+    sums = [b.add(x, y), b.add(y, x)]
+    differences = [b.sub(x, y), b.sub(y, x)]
+    fn = b.finish([*products, *sums, *differences])
+    out = eliminate_common_subexpressions(fn)
+    verify(out)
+    assert ops(out).count("mul") == 1 and ops(out).count("add") == 1
+    assert ops(out).count("sub") == 2
+    same_results(fn, out)
+
+
 def test_simplify_identities():
     b = Builder("f")
     x = b.param(F32)
