@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import numpy as np
 
-from compiler.frontend.numpy_api import add, astype, equal, multiply
+from compiler.frontend.numpy_api import add, astype, equal, multiply, where
 from compiler.frontend.source_info import user_location
 from compiler.frontend.variable import Variable, apply
 from ir import DType, dtype_of
@@ -74,9 +74,13 @@ def linspace(start: float, stop: float, num: int = 50, endpoint: bool = True,
     if num < 0:
         raise ValueError(f"linspace: num must be non-negative, got {num} (at {user_location()})")
     steps = (num - 1 if endpoint else num) or 1
-    index = astype(apply("iota", [], {"shape": (int(num),), "dimension": 0, "dtype": DType.i64}),
-                   dtype)
-    return add(multiply(index, (stop - start) / steps), start)
+    # As numpy: computed in float64 and cast, the last value ``stop`` exactly.
+    count = apply("iota", [], {"shape": (int(num),), "dimension": 0, "dtype": DType.i64})
+    spaced = add(multiply(astype(count, DType.f64), float(stop - start) / steps),
+                 full((), start, DType.f64))
+    if endpoint and num > 1:
+        spaced = where(equal(count, num - 1), full((), stop, DType.f64), spaced)
+    return astype(spaced, dtype_of(dtype))
 
 
 def eye(n: int, m: int | None = None, dtype=DType.f64) -> Variable:

@@ -520,6 +520,19 @@ def test_creation_functions_match_numpy(make, expected):
     _check(jit(make)().numpy(), expected)  # inside a traced program too
 
 
+
+@pytest.mark.parametrize("start, stop, num", [(-1.7, 2.9, 13), (0.3, 1.1, 9), (0.1, 0.7, 7),
+                                              (3.0, -2.0, 6), (0.0, 1.0, 1)])
+def test_linspace_is_numpy_bit_for_bit(start, stop, num):
+    """Review regression: the last value is ``stop`` exactly (it was start +
+    12 * delta, 1 ulp below 2.9), and float32 is float64 rounded once (it was
+    computed in float32: 1 ulp off)."""
+    for endpoint in (True, False):
+        for dtype in (np.float64, np.float32):
+            want = np.linspace(start, stop, num, endpoint=endpoint, dtype=dtype)
+            got = jit(lambda: xp.linspace(start, stop, num, endpoint, dtype))().numpy()
+            assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+
 def test_creation_errors():
     with pytest.raises(ShapeError, match="zeros: shape"):
         xp.zeros((2, -1))
