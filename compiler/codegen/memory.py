@@ -27,14 +27,16 @@ kernel reads that operand only at the position it is about to write, and never
 again after writing it: an elementwise primitive, or a fusion reading the
 operand only aligned (``fused.inplace_pairs``). Such a kernel loads every
 operand element it needs for ``out[k]`` before storing ``out[k]``, and no other
-position reads ``in[k]``; the store depends on the loads, so no reordering can
-move it before them, which is what makes the shared buffer safe although
-kernels take their pointers ``noalias`` (the argument of
-compiler/codegen/donation.py, [When a result may be computed in place]). So
-the operand must *feed* that result: in a multi-result fusion a load feeding
-only another result (or only a reduction) is not ordered before the store,
-and such a pair is never offered; nor is an operand bound to several of a
-fusion's parameters (one of which may be gathered).
+position reads ``in[k]``. The kernel then gets one pointer for the pair: the
+result is written through the operand's pointer (lower.py ``_in_place``,
+kernels.py), never through a second ``noalias`` pointer to the same bytes,
+which would let LLVM reorder the loads and stores of that buffer once the
+kernel is compiled out of line (seen: a softmax cross-entropy's loss 0.19 off).
+The operand must also *feed* that result: in a multi-result fusion a load
+feeding only another result (or only a reduction) is not ordered before the
+store, and such a pair is never offered; nor is an operand bound to several
+of a fusion's parameters (one of which may be gathered). Donated parameters
+follow the same rules (compiler/codegen/donation.py).
 """
 
 from __future__ import annotations
