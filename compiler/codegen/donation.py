@@ -21,10 +21,10 @@ correct only if nothing needs the old values afterwards:
    ``fused.inplace_pairs`` gives, which the memory plan uses to let results
    take over dying intermediates (memory.py, [In-place results]). Such a
    kernel loads every operand element it needs for ``out[k]`` before it
-   stores ``out[k]`` and never touches ``in[k]`` again, which is what makes
-   the shared buffer safe even though kernels take their pointers ``noalias``
-   (the store depends on the loads, so no reordering can put it before them,
-   and other lanes and iterations touch other elements). With several results
+   stores ``out[k]`` and never touches ``in[k]`` again; the kernel writes the
+   result through the parameter's own pointer (lower.py: a donated result's
+   slot is its parameter's buffer), never through a second ``noalias``
+   pointer to the same bytes. With several results
    that argument fails: a load feeding only a later result need not precede
    an earlier result's store, and ``noalias`` lets LLVM move it past that
    store; so no result of a multi-result kernel is written in place.
