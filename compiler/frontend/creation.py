@@ -65,6 +65,14 @@ def arange(start, stop=None, step=1, dtype=None) -> Variable:
                                "dtype": dtype if dtype.is_int else DType.i64})
     if (start, step) == (0, 1):
         return astype(index, dtype)
+    if dtype.is_float:
+        # numpy's fill: the first two values rounded to the dtype, then
+        # first + i * (second - first) in the dtype (not start + i * step).
+        scalar = dtype.numpy.type
+        first, second = scalar(start), scalar(start + step)
+        values = add(multiply(astype(index, dtype), full((), scalar(second - first), dtype)),
+                     full((), first, dtype))
+        return where(equal(index, 1), full((), second, dtype), values) if length > 1 else values
     return add(multiply(astype(index, dtype), step), start)
 
 
