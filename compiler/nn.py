@@ -11,7 +11,7 @@ from compiler.frontend import numpy_api as fnp
 from compiler.frontend.source_info import user_location
 from compiler.frontend.variable import Variable
 from ir import DType
-from ir.errors import ShapeError
+from ir.errors import DTypeError, ShapeError
 
 __all__ = ["relu", "sigmoid", "softmax", "log_softmax", "logsumexp", "cross_entropy", "mse",
            "gelu", "softplus"]
@@ -59,12 +59,15 @@ def softmax(x, axis=-1) -> Variable:
     return fnp.divide(e, fnp.sum(e, axis=axis, keepdims=True))
 
 
-def cross_entropy(logits, labels) -> Variable:
+def cross_entropy(logits, labels, ignore_index: int | None = None) -> Variable:
     """Mean softmax cross-entropy over the batch.
 
     ``logits`` is ``[N, C]`` (or ``[C]``); ``labels`` either integer class indices
-    ``[N]`` (an out-of-range label contributes only the log-normaliser, never an
-    out-of-bounds read) or probabilities / one-hot rows ``[N, C]``.
+    ``[N]`` or probabilities / one-hot rows ``[N, C]``. Integer labels index as
+    numpy does: -1 is the last class; a label outside ``-C..C-1`` contributes
+    only the log-normaliser (never an out-of-bounds read). With
+    ``ignore_index`` (PyTorch's, e.g. -100), examples with that label are left
+    out of the mean (nan if every one is).
     """
     logits = fnp.asvariable(logits)
     labels = fnp.asvariable(labels)
@@ -76,7 +79,15 @@ def cross_entropy(logits, labels) -> Variable:
             )
         # log-normaliser minus the label's logit; an out-of-range label picks 0.
         picked = fnp.take_along_axis(logits, fnp.expand_dims(labels, -1), axis=-1)
-        return fnp.mean(fnp.subtract(logsumexp(logits, axis=-1, keepdims=True), picked))
+        per_example = fnp.subtract(logsumexp(logits, axis=-1, keepdims=True), picked)
+        if ignore_index is None:
+            return fnp.mean(per_example)
+        kept = fnp.expand_dims(fnp.not_equal(labels, int(ignore_index)), -1)
+        total = fnp.sum(fnp.where(kept, per_example, 0))
+        return fnp.divide(total, fnp.sum(fnp.astype(kept, per_example.dtype)))
+    if ignore_index is not None:
+        raise DTypeError(f"cross_entropy: ignore_index needs integer labels, got {labels.type} "
+                         f"(at {user_location()})")
     logp = log_softmax(logits, axis=-1)
     if labels.shape != logits.shape:
         raise ShapeError(

@@ -10,7 +10,7 @@ import pytest
 
 import compiler as xp
 from compiler import functional, jit, nn
-from ir.errors import ShapeError
+from ir.errors import DTypeError, ShapeError
 
 pytestmark = pytest.mark.llvm
 
@@ -158,6 +158,24 @@ def test_cross_entropy_out_of_range_labels_contribute_only_the_log_normaliser():
     lse = _logsumexp(LOGITS)
     expected = (lse[0] - LOGITS[0, 0] + lse[1:].sum()) / 4
     np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_cross_entropy_ignore_index_leaves_examples_out_of_the_mean():
+    labels = np.array([1, -100, 4, -100], np.int64)
+    got = nn.cross_entropy(LOGITS, labels, ignore_index=-100).item()
+    lse = _logsumexp(LOGITS)
+    expected = ((lse[0] - LOGITS[0, 1]) + (lse[2] - LOGITS[2, 4])) / 2
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    g = functional.grad(lambda z: nn.cross_entropy(z, labels, ignore_index=-100))(LOGITS).numpy()
+    np.testing.assert_array_equal(g[[1, 3]], 0.0)  # ignored rows get no gradient
+    expected_rows = _softmax(LOGITS[[0, 2]]) - np.eye(5)[[1, 4]]
+    np.testing.assert_allclose(g[[0, 2]], expected_rows / 2, rtol=1e-12)
+    assert np.isnan(nn.cross_entropy(LOGITS, np.full(4, 7), ignore_index=7).item())
+    # Without ignore_index, -1 is the last class, as numpy indexing has it.
+    np.testing.assert_allclose(nn.cross_entropy(LOGITS, np.full(4, -1)).item(),
+                               nn.cross_entropy(LOGITS, np.full(4, 4)).item(), rtol=1e-12)
+    with pytest.raises(DTypeError, match="ignore_index needs integer"):
+        nn.cross_entropy(LOGITS, np.eye(5)[LABELS], ignore_index=0)
 
 
 def test_cross_entropy_shape_checks():
