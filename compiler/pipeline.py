@@ -21,6 +21,7 @@ from compiler.passes import (eliminate_common_subexpressions, eliminate_dead_cod
                              fold_constants, fuse, simplify)
 from compiler.passes.dot_layout import fold_dot_transposes
 from compiler.passes.gemm_epilogue import fuse_gemm_epilogues
+from compiler.program_cache import ProgramCache
 from ir import Function, print_function
 from ir.verify import verify
 
@@ -114,7 +115,7 @@ def structural_key(fn: Function) -> str:
     return print_function(fn, show_locs=False)
 
 
-_CACHE: dict[str, object] = {}
+_CACHE = ProgramCache(capacity=512)
 _DUMPED: set[tuple[str, str]] = set()  # (program, dump folder) pairs already written
 
 

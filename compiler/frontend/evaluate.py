@@ -16,6 +16,7 @@ import numpy as np
 from compiler.frontend.tensor import Tensor, as_array
 from compiler.frontend.variable import ConcretizationError, Variable, apply
 from compiler.frontend.source_info import user_location
+from compiler.program_cache import ProgramCache
 from ir import Builder, Function, Value
 from ir.errors import DTypeError, IRError, ShapeError
 
@@ -90,7 +91,7 @@ def _graph_key(kind: str, outputs, params, captures, to_compute) -> tuple:
 # Compiled programs of evaluate() and backward() by graph key: a training loop
 # records the same graph every step, and finding its program must cost
 # microseconds, not an IR build, a differentiation pass and a print.
-_PROGRAMS: dict[tuple, object] = {}
+_PROGRAMS = ProgramCache()
 
 
 def _is_capture(v: Variable, depends_on_params: bool, has_params: bool) -> bool:

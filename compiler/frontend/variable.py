@@ -116,10 +116,15 @@ class Variable:
                  "_version", "_owner", "grad", "requires_grad", "__weakref__")
     __array_priority__ = 200  # numpy defers binary operators to Variable
 
-    def __init__(self, data, requires_grad: bool = True):
+    def __init__(self, data, requires_grad: bool | None = None):
         value = data if isinstance(data, Tensor) else Tensor(data)
         self._init_node(value.type, None, (), {}, user_location(), value, None)
-        self.requires_grad = requires_grad
+        # Only floating-point values have gradients (as in PyTorch): an integer
+        # or bool leaf never requires grad; a float leaf does unless told not to.
+        if requires_grad and not value.dtype.is_float:
+            raise IRError(f"requires_grad=True needs a floating-point Variable, got {value.type} "
+                          f"(at {user_location()})")
+        self.requires_grad = value.dtype.is_float if requires_grad is None else requires_grad
 
     def _init_node(self, type_, op, inputs, attrs, loc, value, trace):
         self._type: TensorType = type_

@@ -454,3 +454,14 @@ def test_in_place_update_rules():
     rebound -= 1.0                  # not a leaf: a new Variable, the old one untouched
     assert rebound is not node
     np.testing.assert_array_equal(node.numpy(), [1.0, 2.0])
+
+
+def test_only_floating_point_leaves_require_grad():
+    assert Variable(np.zeros(2, np.float32)).requires_grad
+    assert not Variable(np.zeros(2, np.float32), requires_grad=False).requires_grad
+    counts = Variable(np.array([4, 6], np.int32))
+    assert not counts.requires_grad
+    counts += 1                     # so an integer leaf updates in place without no_grad
+    np.testing.assert_array_equal(counts.numpy(), [5, 7])
+    with pytest.raises(IRError, match=r"requires_grad=True needs a floating-point Variable, got i32"):
+        Variable(np.array([1], np.int32), requires_grad=True)
