@@ -68,7 +68,6 @@ _CHUNKS_PER_THREAD = 4
 _MIN_CHUNK_FMAS = 64 * 64 * 64
 # Columns of one shared packed B block (kc x this: a few MiB, in L3).
 _SHARED_B_COLUMNS = 4096
-_SPLIT_SINGLE_STEP = True
 _L1_BYTES = 32 * 1024
 # Longest A rows (all mr of them) read in place ([A in place]).
 _IN_PLACE_A_BYTES = 48 * 1024
@@ -143,7 +142,7 @@ class GemmPlan:
     def shared_cols(self) -> int:
         """Columns of the shared packed B block."""
         cols = min(_round_up(self.shape.n, self.nr), _SHARED_B_COLUMNS // self.nr * self.nr)
-        if _SPLIT_SINGLE_STEP and self.pack_b and self.kc >= self.shape.k and \
+        if self.pack_b and self.kc >= self.shape.k and \
                 cols >= _round_up(self.shape.n, self.nr) and cols >= 4 * self.nr:
             # One k block and one column block would pack all of B before any
             # tile starts: two column blocks let the second's packing overlap
