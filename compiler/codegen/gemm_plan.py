@@ -21,7 +21,8 @@ B block (kc x nc) fits half of L2 (1 MiB); mc bounds the packed A block,
 which stays in L3. Everything is specialised on the static shape: edge tiles
 (m % mr rows, n % nr columns) get their own micro-kernels, packing pads B
 panels with zeros. An operand used by one tile only (n <= nr for A, m <= mr
-for B) is read in place instead of packed.
+for B) is read in place instead of packed, as is A when its rows fit L1
+([A in place]) and B when threads share it ([B in place]).
 
 Products too small to repay the packing take the plain loop nest of dot.py
 (``use_blocked``). A product big enough to repay a fork-join is cut into
