@@ -17,7 +17,10 @@ round (benchmarks/harness.py) and the table shows medians as GFLOP/s
 sample starts after ``--settle`` seconds (0.2) of sleep, so the previous
 library's spinning worker threads (OpenBLAS, OpenMP, XLA) are idle; a
 contender gets its own process's cores only then. ``--libraries none``
-leaves JAX and PyTorch out.
+leaves JAX and PyTorch out. ``--w4`` times instead the eight products of the
+W4 training step (benchmarks/training.py) as the step computes them, each
+with its fused epilogue (bias + ReLU + mask, ReLU-mask select, SGD update),
+against numpy doing the same.
 
 Targets (issue 5): at 1024 and 2048 at least 0.9x numpy on one thread and on
 two; at 256 and the awkward shapes (1000^3, 4096x512x10) at least 0.7x. The
@@ -101,6 +104,68 @@ def run_child(args) -> None:
             report(title, contenders, "numpy", extra)
 
 
+def w4_products(np, where):
+    """(label, multiply-adds, function, arguments) of the W4 step's products;
+    ``where`` is the library's ``where`` (numpy's or compiler's)."""
+    rng = np.random.default_rng(0)
+
+    def f(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    x, w1, b1, w2, b2, w3 = f(256, 784), f(784, 512), f(512), f(512, 512), f(512), f(512, 10)
+    h1, h2, g3, dz2, dz1 = f(256, 512), f(256, 512), f(256, 10), f(256, 512), f(256, 512)
+    mask1, mask2 = h1 > 0, h2 > 0
+
+    def dense(a, w, bias):
+        z = a @ w + bias
+        return z > 0, where(z > 0, z, 0.0)
+
+    def masked(g, w, mask):
+        return where(mask, g @ w.T, 0.0)
+
+    def sgd(a, g, w):
+        return w - 0.01 * (a.T @ g)
+
+    return [("x@W1+b1,relu 256x784x512", 256 * 784 * 512, dense, (x, w1, b1)),
+            ("h1@W2+b2,relu 256x512x512", 256 * 512 * 512, dense, (h1, w2, b2)),
+            ("h2@W3 256x512x10", 256 * 512 * 10, lambda a, w: a @ w, (h2, w3)),
+            ("g3@W3.T,mask 256x10x512", 256 * 10 * 512, masked, (g3, w3, mask2)),
+            ("dz2@W2.T,mask 256x512x512", 256 * 512 * 512, masked, (dz2, w2, mask1)),
+            ("W1-lr*x.T@dz1 784x256x512", 784 * 256 * 512, sgd, (x, dz1, w1)),
+            ("W2-lr*h1.T@dz2 512x256x512", 512 * 256 * 512, sgd, (h1, dz2, w2)),
+            ("W3-lr*h2.T@g3 512x256x10", 512 * 256 * 10, sgd, (h2, g3, w3))]
+
+
+def run_w4_products(threads: int, settle: float) -> None:
+    """The W4 products: xla-py against numpy, side by side, GFLOP/s."""
+    import numpy as np
+
+    from harness import Contender, measure
+
+    import compiler
+    from compiler.frontend import numpy_api
+
+    rows = []
+    for (label, fmas, fn, args), (_, _, np_fn, _) in zip(
+            w4_products(np, numpy_api.where), w4_products(np, np.where), strict=True):
+        ours = compiler.jit(fn)
+        ours(*args)
+        rows.append((label, fmas, Contender("xla-py", lambda ours=ours, args=args: ours(*args)),
+                     Contender("numpy", lambda np_fn=np_fn, args=args: np_fn(*args))))
+    measure([c for *_, ours, theirs in rows for c in (ours, theirs)], rounds=15, warmup=2,
+            min_seconds=0.02, settle=settle if threads > 1 else 0.0)
+    print(f"W4 products, {threads} thread(s) (load average {os.getloadavg()[0]:.2f}); GFLOP/s")
+    total = [0.0, 0.0]
+    for label, fmas, ours, theirs in rows:
+        total[0] += ours.median
+        total[1] += theirs.median
+        rates = [2 * fmas / c.median / 1e9 for c in (ours, theirs)]
+        print(f"  {label:30s} xla-py {ours.median * 1e6:8.1f} us {rates[0]:6.1f}"
+              f"   numpy {theirs.median * 1e6:8.1f} us {rates[1]:6.1f}")
+    print(f"  {'all eight':30s} xla-py {total[0] * 1e6:8.1f} us          numpy "
+          f"{total[1] * 1e6:8.1f} us", flush=True)
+
+
 def _contenders(compiler, np, jax, torch, a, b, t_a, t_b):
     from harness import Contender
 
@@ -137,16 +202,24 @@ def main() -> None:
                              "'none' for neither)")
     parser.add_argument("--settle", type=float, default=0.2,
                         help="seconds of sleep before each sample with 2+ threads")
+    parser.add_argument("--w4", action="store_true",
+                        help="time the W4 training step's products (with epilogues) instead")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        run_child(args)
+        if args.w4:
+            sys.path.insert(0, str(HERE))
+            sys.path.insert(0, str(HERE.parent))
+            run_w4_products(int(os.environ["XLAC_NUM_THREADS"]), args.settle)
+        else:
+            run_child(args)
         return
     for threads in (int(t) for t in args.threads.split(",")):
         command = [sys.executable, str(pathlib.Path(__file__).resolve()), "--child",
                    "--shapes", args.shapes, "--libraries", args.libraries,
                    "--settle", str(args.settle)]
         command += ["--transposed"] if args.transposed else []
+        command += ["--w4"] if args.w4 else []
         subprocess.run(command, env=child_environment(threads), check=True)
 
 
