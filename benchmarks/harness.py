@@ -107,11 +107,15 @@ def measure_isolated(commands: dict[str, list[str]], *, rounds: int = 15, warmup
     return contenders
 
 
-def serve(run: Callable[[], object]) -> None:
+def serve(run: Callable[[], object], untimed: int = 2) -> None:
     """The child's side of ``measure_isolated``: answer ``run N`` with the seconds
-    N back-to-back calls of ``run`` took, until stdin closes."""
+    N back-to-back calls of ``run`` took, until stdin closes. ``untimed`` calls
+    go first: after the settle sleep, worker pools have gone to sleep, and a
+    training loop calls its step back to back, not after a pause."""
     for line in sys.stdin:
         n = int(line.split()[1])
+        for _ in range(untimed):
+            run()
         start = time.perf_counter()
         for _ in range(n):
             run()
