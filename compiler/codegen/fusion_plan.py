@@ -79,7 +79,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from ir.core import Eqn, Value
-from ir.ops import get_op
+from ir.ops import is_elementwise
 from ir.errors import IRError
 
 __all__ = [
@@ -121,19 +121,12 @@ def _size(shape: Sequence[int]) -> int:
     return n
 
 
-def _is_elementwise(op: str) -> bool:
-    try:
-        return get_op(op).kind == "elementwise"
-    except IRError:
-        return False
-
-
 def is_fusible(eqn: Eqn) -> bool:
     """Whether ``eqn`` may join a fusion: an elementwise, index or reduction
     primitive with no empty operand or result (empty tensors need no loop)."""
     if eqn.body is not None or len(eqn.outputs) != 1:
         return False
-    if not (_is_elementwise(eqn.op) or eqn.op in INDEX_OPS or eqn.op in REDUCTIONS):
+    if not (is_elementwise(eqn.op) or eqn.op in INDEX_OPS or eqn.op in REDUCTIONS):
         return False
     return all(v.type.size > 0 for v in (*eqn.inputs, *eqn.outputs))
 
@@ -207,7 +200,7 @@ def operand_access(eqn: Eqn, access: str, rows: int, cols: int) -> list[str | No
     """How ``eqn`` reads each operand when its own result is read aligned as
     ``access`` ("row" or "full"): the operand's aligned access, or None when the
     operand is gathered through the op's index map."""
-    if _is_elementwise(eqn.op):
+    if is_elementwise(eqn.op):
         return [access] * len(eqn.inputs)
     if eqn.op == "reshape" or (eqn.op == "broadcast"
                                and eqn.inputs[0].type.size == eqn.outputs[0].type.size):

@@ -30,8 +30,7 @@ product, then the same scalar operations).
 from __future__ import annotations
 
 from ir import Eqn, Function, Value, uses
-from ir.ops import get_op
-from ir.errors import IRError
+from ir.ops import is_elementwise
 from compiler.codegen.dot import dot_shape
 from compiler.codegen.gemm_fusion import GEMM_KIND
 from compiler.codegen.gemm_plan import use_blocked
@@ -41,16 +40,9 @@ __all__ = ["fuse_gemm_epilogues"]
 _FUSION = "fusion"
 
 
-def _is_elementwise(op: str) -> bool:
-    try:
-        return get_op(op).kind == "elementwise"
-    except IRError:
-        return False
-
-
 def _reads_aligned(body: Function, param: Value) -> bool:
     """Whether ``body`` reads ``param`` only as an operand of elementwise ops."""
-    return all(_is_elementwise(e.op) for e in body.eqns if param in e.inputs) \
+    return all(is_elementwise(e.op) for e in body.eqns if param in e.inputs) \
         and param not in body.outputs
 
 
@@ -62,7 +54,7 @@ def _epilogue_ok(dot: Eqn, reader: Eqn) -> bool:
     if not any(v.type == product.type for v in reader.outputs):
         return False
     if reader.body is None:
-        return _is_elementwise(reader.op) and len(reader.outputs) == 1
+        return is_elementwise(reader.op) and len(reader.outputs) == 1
     if reader.op != _FUSION or reader.attrs.get("kind") != "loop":
         return False
     params = [p for p, v in zip(reader.body.params, reader.inputs, strict=True) if v is product]

@@ -21,7 +21,8 @@ import numpy as np
 from ir.dtypes import DType, TensorType, dtype_of
 from ir.errors import IRError
 
-__all__ = ["OpDef", "defop", "get_op", "all_ops", "check_attrs", "infer_types", "ATTR_KINDS"]
+__all__ = ["OpDef", "defop", "get_op", "is_elementwise", "all_ops", "check_attrs", "infer_types",
+           "ATTR_KINDS"]
 
 # Attribute kinds: how each is validated and normalised.
 ATTR_KINDS = ("int", "ints", "float", "bool", "dtype", "str", "literal")
@@ -68,6 +69,13 @@ def get_op(name: str) -> OpDef:
         return _REGISTRY[name]
     except KeyError:
         raise IRError(f"unknown op {name!r}{_suggestion(name, len(_REGISTRY))}") from None
+
+
+def is_elementwise(name: str) -> bool:
+    """Whether ``name`` is a registered elementwise primitive (False for region
+    ops such as ``fusion``, which are not registered)."""
+    op = _REGISTRY.get(name)
+    return op is not None and op.kind == "elementwise"
 
 
 @functools.lru_cache(maxsize=64)

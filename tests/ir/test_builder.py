@@ -86,6 +86,14 @@ def test_unknown_op_suggests_close_names():
         b._private
 
 
+def test_is_elementwise_answers_for_any_name():
+    from ir.ops import is_elementwise
+
+    assert is_elementwise("add") and is_elementwise("tanh")
+    assert not is_elementwise("reduce_sum") and not is_elementwise("dot")
+    assert not is_elementwise("fusion") and not is_elementwise("mull")  # not registered
+
+
 @pytest.mark.parametrize("call, part", [
     (lambda b, x: b.reduce_sum(x), "reduce_sum: missing attribute(s) axes"),
     (lambda b, x: b.reduce_sum(x, axes=[0], keep=True), "reduce_sum: unknown attribute(s) keep"),
