@@ -30,7 +30,9 @@ correct only if nothing needs the old values afterwards:
    store; so no result of a multi-result kernel is written in place.
 
 The plain SGD update ``p - lr * g`` at the end of a training step is such a
-producer, so that step updates its parameters with no copy. An optimiser with
+producer, so that step updates its parameters with no copy; so is a weight
+update fused into its gradient GEMM's epilogue when the GEMM has one k block
+(``W - lr * x^T dz``: [Epilogue in place] in gemm_fusion.py). An optimiser with
 state (momentum, Adam) computes the new state and the new parameter in one
 multi-output fusion: those results are copied (one elementwise pass per
 donated buffer, still no allocation). Any other donated result is computed

@@ -92,7 +92,9 @@ def inplace_pairs(eqn: Eqn) -> list[tuple[int, int]]:
     operand j only at the position it is about to write in result k, and never
     again after writing it (see NOTE: [In-place results] in memory.py)."""
     if eqn.body is not None and eqn.attrs.get("kind") == "gemm":
-        return []  # gemm_fusion.py: partial sums land in a result before operands are read
+        from compiler.codegen.gemm_fusion import inplace_operands  # imports this module's peers
+
+        return [(0, j) for j in inplace_operands(eqn)]  # [Epilogue in place] in gemm_fusion.py
     if eqn.body is None:
         if not _elementwise(eqn.op):
             return []

@@ -18,6 +18,16 @@ gemm_plan.py: ``_emit_shared_rows``). Shares along rows
 one thread with the same arithmetic as the serial code: results do not
 depend on the thread count. An ``Epilogue`` runs on each finished tile of
 the last k block (gemm_fusion.py).
+
+NOTE: [Staged tiles]
+An epilogue may write its result over a buffer it reads (a donated weight
+``W - lr * x^T dz`` written into W: gemm_fusion.py, [Epilogue in place]). The
+product must then not be stored into that buffer before the epilogue has read
+it, so a ``staged`` epilogue gets each finished micro-tile in a private
+``mr x nr`` buffer on the stack of the thread computing it (the micro-kernel
+called with a row stride of ``nr``; L1-resident, like C's tile) and reads
+W[i, j] before writing the result at [i, j]. Only a plan with one k block
+can stage: with several, partial sums accumulate in C across k blocks.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ from compiler.codegen.gemm_plan import GemmPlan, even_shares
 from compiler.codegen.llvm_types import I8, I64, PTR, VOID, index_constant, value_type
 from compiler.codegen.parallel import call_parallel, emit_parallel, outline
 
-__all__ = ["Epilogue", "emit_gemm"]
+__all__ = ["Epilogue", "emit_gemm", "can_stage"]
 
 _NUW_NSW = ("nuw", "nsw")
 
@@ -67,14 +77,17 @@ class Epilogue:
 
     ``pointers`` are values of the calling kernel (buffers the epilogue reads
     or writes, never C itself); they reach the GEMM's functions as extra
-    arguments. ``apply(b, c, pointers, batch, row, col, rows, cols)`` emits
-    the work for rows ``[row, row+rows)`` and columns ``[col, col+cols)`` of
-    batch ``batch`` (i64 values), given C and ``pointers`` as seen inside the
-    function being built.
+    arguments. ``apply(b, c, pointers, batch, row, col, rows, cols, tile=None)``
+    emits the work for rows ``[row, row+rows)`` and columns ``[col, col+cols)``
+    of batch ``batch`` (i64 values), given C and ``pointers`` as seen inside
+    the function being built; ``tile`` is the staged product tile, if any.
     """
 
     pointers: Sequence[ll.Value]
     apply: Callable[..., None]
+    # True: the product tile is not stored into C but into a private tile,
+    # passed to ``apply`` as ``tile=`` (rows of ``nr``): [Staged tiles].
+    staged: bool = False
 
 
 def emit_gemm(b: ll.IRBuilder, plan: GemmPlan, name: str, c: ll.Value, a: ll.Value,
@@ -82,6 +95,9 @@ def emit_gemm(b: ll.IRBuilder, plan: GemmPlan, name: str, c: ll.Value, a: ll.Val
     """C = A @ B for every batch, at the builder's position (see the module docstring);
     ``epilogue`` runs on every tile of C once its last k block is stored."""
     extra = list(epilogue.pointers) if epilogue is not None else []
+    if epilogue is not None and epilogue.staged and not can_stage(plan):
+        raise LoweringError(f"a staged GEMM epilogue needs one k block, {plan.shape} has "
+                            f"{-(-plan.shape.k // plan.kc)} (kc={plan.kc})")
     gemm = _define_gemm(b.module, plan, f"{name}.gemm", epilogue) if not plan.shared else None
     shape = plan.shape
     if scratch is None:  # nothing is packed (both operands are read in place)
@@ -112,6 +128,23 @@ def emit_gemm(b: ll.IRBuilder, plan: GemmPlan, name: str, c: ll.Value, a: ll.Val
 
     emit_parallel(b, f"{name}.chunk", [c, a, bmat, scratch, *extra], plan.chunks, plan.threads,
                   body)
+
+
+def can_stage(plan: GemmPlan) -> bool:
+    """Whether ``plan`` may stage its tiles ([Staged tiles]): one k block."""
+    return plan.kc >= plan.shape.k
+
+
+def _stage(b: ll.IRBuilder, plan: GemmPlan, epilogue: Epilogue | None):
+    """This thread's staging tile (a static stack slot), or None if not staged."""
+    if epilogue is None or not epilogue.staged:
+        return None
+    with b.goto_entry_block():
+        tile = b.alloca(ll.ArrayType(value_type(plan.shape.dtype), plan.mr * plan.nr),
+                        name="stage")
+    tile.align = 64
+    tile.type = PTR  # llvmlite types an alloca as a typed pointer; the module is opaque
+    return tile
 
 
 def _strides(plan: GemmPlan) -> tuple[int, int, int, int]:
@@ -219,9 +252,10 @@ def _emit_shared_rows(b: ll.IRBuilder, plan: GemmPlan, name: str, c, a, bmat, sc
         last = inner.icmp_unsigned("==", inner.add(pc, kcur), _const(k))
         finish = None
         if epilogue is not None:
-            def finish(fb, r, col, rows, cols_):
+            def finish(fb, r, col, rows, cols_, tile):
                 with if_then(fb, last, name="epilogue"):
-                    epilogue.apply(fb, c_base, extra_in, batch, r, col, rows, cols_)
+                    epilogue.apply(fb, c_base, extra_in, batch, r, col, rows, cols_, tile=tile)
+        stage = _stage(inner, plan, epilogue)
         bp = b_buffer(inner, b_packs_in, s) if plan.pack_b else None
         # L2-sized column blocks of the shared B block.
         with counted_loop(inner, _ceil_div(inner, nb, plan.nc), name="jc") as jc_i:
@@ -234,7 +268,7 @@ def _emit_shared_rows(b: ll.IRBuilder, plan: GemmPlan, name: str, c, a, bmat, sc
                 b_block = _gep(inner, b_b, inner.add(inner.mul(pc, _const(b_stride_k)), col),
                                etype)
             _emit_tiles(inner, plan, etype, c_b, a_block, b_block, row, mcur, col, ncur, kcur,
-                        accumulate, finish)
+                        accumulate, finish, stage)
 
     entries = _schedule(plan)
     first_packs = [(_PACK, lo, hi) for lo, hi in even_shares(-(-min(cols, n) // nr), 2 * team)]
@@ -304,6 +338,7 @@ def _emit_gemm_body(b: ll.IRBuilder, plan: GemmPlan, c, a, bmat, ws, b0, b1, r0,
     a_pack = ws
     b_pack = _gep(b, ws, _const(-(-plan.a_block_elems * plan.itemsize // 64) * 64), I8)
 
+    stage = _stage(b, plan, epilogue)
     nonempty = b.and_(b.and_(b.icmp_unsigned("<", b0, b1), b.icmp_unsigned("<", r0, r1)),
                       b.icmp_unsigned("<", c0, c1))
     with if_then(b, nonempty, name="work"):
@@ -331,9 +366,10 @@ def _emit_gemm_body(b: ll.IRBuilder, plan: GemmPlan, c, a, bmat, ws, b0, b1, r0,
                     last = b.icmp_unsigned("==", pc_i, _const(-(-k // plan.kc) - 1))
                     finish = None
                     if epilogue is not None:
-                        def finish(b, row, col, rows, cols, batch=batch, last=last):
+                        def finish(b, row, col, rows, cols, tile, batch=batch, last=last):
                             with if_then(b, last, name="epilogue"):
-                                epilogue.apply(b, c, extra, batch, row, col, rows, cols)
+                                epilogue.apply(b, c, extra, batch, row, col, rows, cols,
+                                               tile=tile)
                     with counted_loop(b, _ceil_div(b, b.sub(c1, c0), plan.nc), name="jc") as jc_i:
                         jc, ncur = _block(b, jc_i, c0, plan.nc, c1)
                         b_src = _gep(b, b_b, b.add(b.mul(pc, _const(b_stride_k)),
@@ -347,13 +383,14 @@ def _emit_gemm_body(b: ll.IRBuilder, plan: GemmPlan, c, a, bmat, ws, b0, b1, r0,
                         else:
                             b_block = b_src
                         _emit_tiles(b, plan, etype, c_b, a_block, b_block, ic, mcur, jc, ncur,
-                                    kcur, accumulate, finish)
+                                    kcur, accumulate, finish, stage)
 
 
 def _emit_tiles(b, plan: GemmPlan, etype, c_b, a_block, b_block, ic, mcur, jc, ncur, kcur,
-                accumulate, finish) -> None:
+                accumulate, finish, stage=None) -> None:
     """Every micro-tile of the blocks: rows [ic, ic+mcur), columns [jc, jc+ncur);
-    ``finish(b, row, col, rows, cols)`` (if any) runs after each tile is stored."""
+    ``finish(b, row, col, rows, cols, tile)`` (if any) runs after each tile is
+    stored: into C, or into ``stage`` (rows of ``nr``, passed as ``tile``)."""
     shape = plan.shape
     m, n = shape.m, shape.n
     module = b.module
@@ -371,7 +408,7 @@ def _emit_tiles(b, plan: GemmPlan, etype, c_b, a_block, b_block, ic, mcur, jc, n
     else:
         b_panel_step = _const(plan.nr)
         b_k = n
-    layout = PanelLayout(a_row, a_k, b_k, plan.pack_b, n)
+    layout = PanelLayout(a_row, a_k, b_k, plan.pack_b, n if stage is None else plan.nr)
     with counted_loop(b, _ceil_div(b, mcur, plan.mr), name="ir") as ir_i:
         row = b.add(ic, b.mul(ir_i, _const(plan.mr), flags=_NUW_NSW), flags=_NUW_NSW)
         a_panel = _gep(b, a_block, b.mul(ir_i, a_panel_step, flags=_NUW_NSW), etype)
@@ -379,7 +416,8 @@ def _emit_tiles(b, plan: GemmPlan, etype, c_b, a_block, b_block, ic, mcur, jc, n
         with counted_loop(b, _ceil_div(b, ncur, plan.nr), name="jr") as jr_i:
             col = b.add(jc, b.mul(jr_i, _const(plan.nr), flags=_NUW_NSW), flags=_NUW_NSW)
             b_panel = _gep(b, b_block, b.mul(jr_i, b_panel_step, flags=_NUW_NSW), etype)
-            c_tile = _gep(b, c_b, b.add(b.mul(row, _const(n), flags=_NUW_NSW), col), etype)
+            c_tile = stage if stage is not None else \
+                _gep(b, c_b, b.add(b.mul(row, _const(n), flags=_NUW_NSW), col), etype)
             args = [a_panel, b_panel, c_tile, kcur, accumulate]
             full_cols = b.icmp_unsigned("<=", b.add(col, _const(plan.nr)), _const(n))
             # No full tiles along a dim shorter than the tile: no kernel for them
@@ -391,7 +429,7 @@ def _emit_tiles(b, plan: GemmPlan, etype, c_b, a_block, b_block, ic, mcur, jc, n
             _dispatch(b, module, plan, layout, row_cases, col_cases, args)
             if finish is not None:
                 finish(b, row, col, _umin(b, _const(plan.mr), b.sub(_const(m), row)),
-                       _umin(b, _const(plan.nr), b.sub(_const(n), col)))
+                       _umin(b, _const(plan.nr), b.sub(_const(n), col)), stage)
 
 
 def _dispatch(b, module, plan, layout, row_cases, col_cases, args) -> None:

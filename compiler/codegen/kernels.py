@@ -109,7 +109,7 @@ def emit_kernel(module: ll.Module, name: str, eqn: Eqn,
     b = ll.IRBuilder(fn.append_basic_block("entry"))
     rule = KERNEL_EMITTERS.get(eqn.op)
     if is_gemm_fusion(eqn):  # a dot and its elementwise epilogue (gemm_fusion.py)
-        emit_gemm_fusion(b, eqn, ins, outs, scratch)
+        emit_gemm_fusion(b, eqn, ins, outs, scratch, in_place)
     elif eqn.body is not None:  # a fusion: one loop nest for its whole body (fused.py)
         split = fusion_split(eqn)
         if split is not None:  # large: chunks of it on the thread pool
