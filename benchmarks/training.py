@@ -3,6 +3,7 @@
     python benchmarks/training.py                  # W4, W5 and W6
     python benchmarks/training.py --only W4,W6     # some of them
     python benchmarks/training.py --only W5 --repeats 5
+    python benchmarks/training.py --only W4 --fresh-processes 5   # as a loop calls the step
 
 W4  one MLP training step: x f32[256,784], int32 labels, W1[784,512] b1[512]
     W2[512,512] b2[512] W3[512,10] b3[10], ReLU, mean softmax cross-entropy,
@@ -242,6 +243,47 @@ def w4(rounds: int, shared_process: bool) -> None:
            "numpy (hand-written)")
 
 
+def w4_fresh_processes(repeats: int, steps: int) -> None:
+    """W4 as a training loop runs it: each contender in a fresh process that
+    calls its step ``steps`` times back to back (after 20 warm-up steps) and
+    reports the median step; contenders alternate, ``repeats`` processes each.
+    Medians over processes, and each process's figure (this machine is bimodal
+    across processes: a whole process runs in a fast or a slow state)."""
+    script = str(pathlib.Path(__file__).resolve())
+    names = list(w4_contenders())
+    per_process: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(repeats):
+        for name in names:
+            done = subprocess.run([sys.executable, script, "--w4-child", name, "--steps", str(steps)],
+                                  capture_output=True, text=True, timeout=600)
+            if done.returncode != 0:
+                raise SystemExit(f"W4 child {name!r} failed:\n{done.stderr}")
+            per_process[name].append(float(done.stdout.strip().splitlines()[-1]))
+    base = statistics.median(per_process["numpy (hand-written)"])
+    jax_name = "JAX jit (donated)"
+    print(f"W4: one MLP training step, {steps} steps back to back per fresh process, "
+          f"median over {repeats} processes each")
+    print(f"  {'contender':<28} {'median':>10} {'vs numpy':>9} {'vs JAX':>7}   per process (ms)")
+    for name, values in per_process.items():
+        median = statistics.median(values)
+        vs_jax = (f"{median / statistics.median(per_process[jax_name]):6.2f}x"
+                  if jax_name in per_process else "     -")
+        print(f"  {name:<28} {median * 1e3:7.3f} ms {median / base:8.2f}x {vs_jax}   "
+              + " ".join(f"{v * 1e3:.2f}" for v in values), flush=True)
+
+
+def _w4_child(name: str, steps: int) -> None:
+    run = w4_contenders()[name]()
+    for _ in range(20):
+        run()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    print(statistics.median(times))
+
+
 def _check_w4_agreement(params, x, labels, jax, torch) -> None:
     """One step from the same start in every framework: the losses must agree."""
     from compiler import jit
@@ -385,11 +427,21 @@ def main(argv=None) -> None:
     parser.add_argument("--shared-process", action="store_true",
                         help="W4: run every contender in this process (their thread pools "
                              "then compete for the cores)")
+    parser.add_argument("--fresh-processes", type=int, default=0, metavar="N",
+                        help="W4 as a loop runs it: N fresh processes per contender, "
+                             "alternating, each timing --steps back-to-back steps")
+    parser.add_argument("--steps", type=int, default=300, help="steps per fresh W4 process")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--serve-w4", help=argparse.SUPPRESS)
+    parser.add_argument("--w4-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         child(args.child)
+        return
+    if args.w4_child:
+        if args.threads:
+            set_threads(args.threads)
+        _w4_child(args.w4_child, args.steps)
         return
     if args.serve_w4:
         if args.threads:
@@ -403,7 +455,10 @@ def main(argv=None) -> None:
     if "W6" in wanted:
         w6(args.rounds)
     if "W4" in wanted:
-        w4(args.rounds, args.shared_process)
+        if args.fresh_processes:
+            w4_fresh_processes(args.fresh_processes, args.steps)
+        else:
+            w4(args.rounds, args.shared_process)
     if "W5" in wanted:
         w5(args.repeats)
 
