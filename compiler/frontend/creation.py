@@ -30,21 +30,26 @@ def _shape(shape, op: str) -> tuple[int, ...]:
     return tuple(int(d) for d in dims)
 
 
-def full(shape, fill_value, dtype=None, *, _op: str = "full") -> Variable:
+def full(shape, fill_value, dtype=None) -> Variable:
     """An array of ``shape`` filled with ``fill_value`` (dtype as numpy infers it)."""
+    return _filled("full", shape, fill_value, dtype)
+
+
+def _filled(op: str, shape, fill_value, dtype) -> Variable:
+    """``full``, with errors naming ``op`` (the function the user called)."""
     dtype = dtype_of(dtype if dtype is not None else np.asarray(fill_value).dtype)
     value = dtype.numpy.type(fill_value).item()
-    return apply("constant", [], {"value": value, "dtype": dtype, "shape": _shape(shape, _op)})
+    return apply("constant", [], {"value": value, "dtype": dtype, "shape": _shape(shape, op)})
 
 
 def zeros(shape, dtype=DType.f64) -> Variable:
     """An array of zeros (float64 unless ``dtype`` says otherwise, as in numpy)."""
-    return full(shape, 0, dtype, _op="zeros")
+    return _filled("zeros", shape, 0, dtype)
 
 
 def ones(shape, dtype=DType.f64) -> Variable:
     """An array of ones (float64 unless ``dtype`` says otherwise, as in numpy)."""
-    return full(shape, 1, dtype, _op="ones")
+    return _filled("ones", shape, 1, dtype)
 
 
 def arange(start, stop=None, step=1, dtype=None) -> Variable:
