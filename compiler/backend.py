@@ -13,6 +13,7 @@ from ir.printer import print_function
 from compiler import flags
 from compiler.codegen import lower
 from compiler.codegen.lower import memory_plan_text
+from compiler.kernel_library import kernel_library, library_id
 
 try:  # ir/verify.py is being written concurrently; lower() re-checks types regardless
     from ir.verify import verify as _verify
@@ -72,11 +73,17 @@ def _load(key_fn: Function, optimized: Callable[[], Function], donated, cache, *
         text += f"\ndonated {sorted(donated.items())}\n"
     if cache is None:
         cache = runtime.CompileCache(flags.get("cache_dir"))
+    library = kernel_library()
+    kernels = library.exports if library is not None else ()
     exe = runtime.load_cached(
-        text, lambda: lower(optimized(), donated=donated), name=key_fn.name,
+        text, lambda: lower(optimized(), donated=donated, library=kernels), name=key_fn.name,
         salt=codegen_salt(), cache=cache, donated=sorted(donated.items()),
         # On a miss: compiled in parts while it is lowered (runtime/loader.py).
-        build_in_parts=lambda parts: lower(optimized(), donated=donated, parts=parts),
+        build_in_parts=lambda parts: lower(optimized(), donated=donated, parts=parts,
+                                           library=kernels),
+        # What dumps show and AOT objects are made of: the kernels defined in
+        # the module, from the same generator as the library's.
+        standalone=(lambda: lower(optimized(), donated=donated).llvm_ir) if kernels else None,
     )
     # Text about the IR, not the object code: made when asked for (dump.py writes it).
     exe.memory_plan = lambda: memory_plan_text(optimized(), donated)
@@ -85,13 +92,14 @@ def _load(key_fn: Function, optimized: Callable[[], Function], donated, cache, *
 
 def codegen_salt() -> str:
     """What, besides the IR text, decides the generated code: the sources of the
-    passes and the code generator, the knobs they read, and the cores a default
-    thread count comes from."""
+    passes and the code generator, the knobs they read, the cores a default
+    thread count comes from, and the kernel library it links (if any)."""
     knobs = {name: flags.get(name) for name in flags.FLAGS if name not in flags.NOT_IN_CACHE_KEY}
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     from compiler import __version__
 
-    return f"xla-py {__version__} {_codegen_sources()} cores={cores} knobs={sorted(knobs.items())}"
+    return (f"xla-py {__version__} {_codegen_sources()} cores={cores} "
+            f"knobs={sorted(knobs.items())} kernels={library_id()}")
 
 
 @functools.cache

@@ -54,6 +54,9 @@ _define("cache_max_mb", CACHE_MAX_ENV, str(DEFAULT_MAX_MB),
 _define("compile_jobs", JOBS_ENV, None,
         "processes that compile one large program in parts (default: the usable cores, "
         "up to 4; 1: all in this process); read when a program is compiled")
+_define("kernel_library", "XLAC_KERNEL_LIBRARY", None,
+        "'off': programs define the GEMM kernels they call instead of linking the "
+        "machine's kernel library (compiler/kernel_library.py); read when compiling")
 
 # Knobs that never change the generated code, so they stay out of compile-cache keys.
 NOT_IN_CACHE_KEY = frozenset({"dump_dir", "verify_passes", "cache_dir", "cache_max_mb",

@@ -33,6 +33,18 @@ with several processes compiling the same program at once.
 The default folder is ``$XLAC_CACHE_DIR``, else ``$XDG_CACHE_HOME/xla-py``,
 else ``~/.cache/xla-py``; ``XLAC_CACHE_DIR=off`` disables the cache.
 
+NOTE: [Installed objects]
+Code every program shares (the thread pool, the GEMM kernel library of
+compiler/kernel_library.py) is compiled when the package is installed, into
+``runtime/_installed/`` next to this file, in the entry format of this cache.
+``find_object`` looks there first, read-only, then in the user's cache
+(``$XLAC_INSTALLED_OBJECTS`` names another store; ``off``: none, as on a
+machine where the install-time build failed). The
+keys are made the same way, so an installed object built by another llvmlite
+or for another CPU is simply never found, and is compiled (and cached) as
+before. ``xlac cache clear`` leaves the installed store alone: it is part of
+the installation, as a native extension would be.
+
 NOTE: [Size limit]
 The folder holds at most ``$XLAC_CACHE_MAX_MB`` MiB (default 1024; 0 means no
 limit). After each store, entries beyond the limit are deleted least recently
@@ -67,7 +79,8 @@ from runtime.target import host_target
 
 __all__ = ["CACHE_DIR_ENV", "CACHE_MAX_ENV", "DISABLED_VALUES", "default_max_bytes", "CacheEvent", "CacheStats", "CompileCache",
            "ProgramInfo", "default_cache_dir", "environment", "source_fingerprint", "cache_stats",
-           "reset_cache_stats", "cached_object"]
+           "reset_cache_stats", "cached_object", "find_object", "has_object", "store_object", "installed_cache",
+           "INSTALLED_DIR"]
 
 CACHE_DIR_ENV = "XLAC_CACHE_DIR"  # mirrored by compiler/flags.py ("cache_dir")
 CACHE_MAX_ENV = "XLAC_CACHE_MAX_MB"  # mirrored by compiler/flags.py ("cache_max_mb")
@@ -78,6 +91,8 @@ _MAGIC = b"XLACOBJ1"
 _PREFIX = struct.Struct("<8sIQ32s")  # magic, header length, payload length, sha256
 _SUFFIX = ".xo"
 _RUNTIME_DIR = pathlib.Path(__file__).resolve().parent
+INSTALLED_DIR = _RUNTIME_DIR / "_installed"
+INSTALLED_ENV = "XLAC_INSTALLED_OBJECTS"
 
 
 def default_max_bytes() -> int | None:
@@ -119,9 +134,11 @@ class ProgramInfo:
     arena_bytes: int
     takes_objects: bool
     donated: tuple[tuple[int, int], ...] = ()  # (result index, parameter index)
+    exports: tuple[str, ...] = ()  # a library's symbols (runtime/libraries.py)
 
     def to_json(self) -> dict:
         return {
+            "exports": list(self.exports),
             "name": self.name, "entry": self.entry, "call_symbol": self.call_symbol,
             "param_types": [str(t) for t in self.param_types],
             "result_types": [str(t) for t in self.result_types],
@@ -137,6 +154,7 @@ class ProgramInfo:
             result_types=tuple(parse_type(t) for t in data["result_types"]),
             arena_bytes=int(data["arena_bytes"]), takes_objects=bool(data["takes_objects"]),
             donated=tuple((int(j), int(i)) for j, i in data["donated"]),
+            exports=tuple(str(name) for name in data.get("exports", ())),
         )
 
 
@@ -269,13 +287,16 @@ class CompileCache:
     """
 
     def __init__(self, directory: os.PathLike | str | None = None, *, use_default: bool = True,
-                 max_bytes: int | None | str = "default"):
+                 max_bytes: int | None | str = "default", read_only: bool = False):
         if directory is None and use_default:
             directory = default_cache_dir()
         elif isinstance(directory, str) and directory.strip().lower() in DISABLED_VALUES + ("",):
             directory = None
         self.directory = pathlib.Path(directory).expanduser() if directory is not None else None
         self.max_bytes = default_max_bytes() if max_bytes == "default" else (max_bytes or None)
+        # Read-only (the installed store, [Installed objects]): looked up, never
+        # written, touched or pruned.
+        self.read_only = read_only
 
     @property
     def enabled(self) -> bool:
@@ -322,10 +343,12 @@ class CompileCache:
             self._discard(path)
             return None
         try:
-            os.utime(path)  # most recently used: evicted last (see the size-limit note)
+            if not self.read_only:
+                os.utime(path)  # most recently used: evicted last (see the size-limit note)
         except OSError:
             pass
-        _record(CacheEvent("hit", program, key, seconds=time.perf_counter() - start))
+        if not self.read_only:  # the installed store is no cache: its loads are not hits
+            _record(CacheEvent("hit", program, key, seconds=time.perf_counter() - start))
         return payload, info
 
     def _why_absent(self, key: str, environment: dict | None) -> str:
@@ -360,7 +383,7 @@ class CompileCache:
               environment: dict | None = None) -> pathlib.Path | None:
         """Write an entry atomically; returns its path (None if disabled or the write
         failed: a cache that cannot be written never stops a compile)."""
-        if self.directory is None:
+        if self.directory is None or self.read_only:
             return None
         header = {"key": key, "program": info.to_json(), "environment": environment or {},
                   "created": time.time()}
@@ -448,28 +471,71 @@ class CompileCache:
         return {**header, "object_bytes": len(payload)}
 
     def _discard(self, path: pathlib.Path) -> None:
-        _unlink(path)
+        if not self.read_only:
+            _unlink(path)
 
     def __repr__(self) -> str:
         return f"CompileCache({str(self.directory) if self.directory else 'disabled'})"
 
 
+def installed_cache() -> CompileCache:
+    """The read-only store of objects built when the package was installed
+    (see [Installed objects]): ``$XLAC_INSTALLED_OBJECTS`` if set ('off': none),
+    else ``runtime/_installed``."""
+    configured = os.environ.get(INSTALLED_ENV)
+    directory = INSTALLED_DIR if configured is None else configured
+    return CompileCache(directory, use_default=False, max_bytes=None, read_only=True)
+
+
+def find_object(text: str, *, name: str, salt: str = "", cache: CompileCache | None = None
+                ) -> tuple[bytes, ProgramInfo] | None:
+    """The object code (and info) stored for ``text``: from the installed store,
+    else the disk cache (``cache``, default the user's); None if neither has it.
+    Only a load from the user's cache counts in ``cache_stats``."""
+    env = environment(salt)
+    key = CompileCache.key(text, env)
+    installed = installed_cache()
+    if installed.enabled and installed.path(key).is_file():  # an absent one is no miss: the user cache decides
+        found = installed.load(key, program=name, environment=env)
+        if found is not None:
+            return found
+    cache = CompileCache() if cache is None else cache
+    if not cache.enabled or not cache.path(key).is_file():
+        return None  # not recorded as a miss: the caller compiles it, or goes without
+    return cache.load(key, program=name, environment=env)
+
+
+def has_object(text: str, *, salt: str = "", cache: CompileCache | None = None) -> bool:
+    """Whether ``find_object`` would look at a stored entry for ``text`` (it may
+    still turn out corrupt); cheap: no file is read."""
+    key = CompileCache.key(text, environment(salt))
+    installed = installed_cache()
+    if installed.enabled and installed.path(key).is_file():
+        return True
+    cache = CompileCache() if cache is None else cache
+    return cache.enabled and cache.path(key).is_file()
+
+
+def store_object(text: str, object_code: bytes, info: ProgramInfo, *, salt: str = "",
+                 cache: CompileCache | None = None) -> pathlib.Path | None:
+    """Store object code for ``text`` (where ``find_object`` looks it up)."""
+    cache = CompileCache() if cache is None else cache
+    return cache.store(CompileCache.key(text, environment(salt)), object_code, info,
+                       environment=environment(salt))
+
+
 def cached_object(text: str, compile: Callable[[], bytes], *, name: str, salt: str = "",
                   cache: CompileCache | None = None) -> bytes:
     """Object code for ``text`` (e.g. LLVM IR of a runtime helper module) from the
-    disk cache, or ``compile()``-d and stored. For code that is not a program
-    with the Executable calling convention (those go through ``load_cached``)."""
-    cache = CompileCache() if cache is None else cache
-    if not cache.enabled:
-        return compile()
-    env = environment(salt)
-    key = cache.key(text, env)
-    found = cache.load(key, program=name, environment=env)
+    installed store or the disk cache, or ``compile()``-d and stored. For code
+    that is not a program with the Executable calling convention (those go
+    through ``load_cached``)."""
+    found = find_object(text, name=name, salt=salt, cache=cache)
     if found is not None:
         return found[0]
     object_code = compile()
-    info = ProgramInfo(name, "", "", (), (), 0, False)
-    cache.store(key, object_code, info, environment=env)
+    store_object(text, object_code, ProgramInfo(name, "", "", (), (), 0, False), salt=salt,
+                 cache=cache)
     return object_code
 
 

@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 import llvmlite.binding as llvm
 
 from ir.dtypes import TensorType
+from runtime import libraries
 from runtime.cache import CompileCache, ProgramInfo, environment as cache_environment
 from runtime.errors import JitError
 from runtime.executable import Executable
@@ -37,8 +38,8 @@ from runtime.pyabi import numpy_data_offset, wrapper_llvm_ir, wrapper_name
 from runtime.target import host_target_machine
 from runtime.threadpool import POOL_SYMBOL, pool_symbols
 
-__all__ = ["load_program", "load_cached", "compile_program", "link_program", "CompiledProgram",
-           "PartCompiler"]
+__all__ = ["load_program", "load_cached", "compile_program", "compile_library", "link_program",
+           "CompiledProgram", "PartCompiler"]
 
 
 # A module is split into parts of at least this estimated compile time (ms):
@@ -59,6 +60,7 @@ def _check_externals(module: llvm.ModuleRef, name: str,
         fn.name for fn in module.functions
         if fn.is_declaration and not fn.name.startswith("llvm.")
         and fn.name not in elsewhere and fn.name != POOL_SYMBOL  # linked in by link_program
+        and fn.name not in libraries.known_symbols()
         and llvm.address_of_symbol(fn.name) is None
     )
     if missing:
@@ -114,6 +116,19 @@ def compile_program(llvm_ir: str, *, name: str, param_types: Sequence[TensorType
         times["codegen"] = time.perf_counter() - start - times["parse"] - times["optimize"]
     info = _program_info(name, entry, param_types, result_types, arena_bytes, donated)
     return CompiledProgram(object_code, info, optimized, times)
+
+
+def compile_library(llvm_ir: str, *, name: str) -> bytes:
+    """Object code of a module without an entry (a library of functions), in
+    parts by several processes when it is large."""
+    tm = host_target_machine()
+    object_code = _compile_in_parts(llvm_ir, name, tm, {}, time.perf_counter())
+    if object_code is None:
+        module = parse_module(llvm_ir, tm, name=name)
+        optimize_module(module, tm)
+        _check_externals(module, name)
+        object_code = tm.emit_object(module)
+    return object_code
 
 
 def _wrapper(entry: str, param_types, result_types, donated) -> str:
@@ -280,7 +295,8 @@ class PartCompiler:
             name for name in {m.group("quoted") or m.group("plain")
                               for m in _DECLARED.finditer(context)}
             if not name.startswith("llvm.") and name != POOL_SYMBOL
-            and name not in self._module.names and llvm.address_of_symbol(name) is None)
+            and name not in self._module.names and name not in libraries.known_symbols()
+            and llvm.address_of_symbol(name) is None)
         if missing:
             raise JitError(
                 f"'{self.name}' calls external function(s) {', '.join(missing)} that this "
@@ -306,8 +322,9 @@ def link_program(object_code: bytes, info: ProgramInfo, *, llvm_ir: str | Callab
     (for programs loaded from the cache, whose LLVM IR was never built).
     """
     start = time.perf_counter()
-    library = jit_engine().add_object(object_code, [info.entry, info.call_symbol],
-                                      name_hint=info.name, imports=pool_symbols(object_code))
+    library = jit_engine().add_object(
+        object_code, [info.entry, info.call_symbol], name_hint=info.name,
+        imports={**pool_symbols(object_code), **libraries.imports_for(object_code)})
     seconds = dict(compile_seconds or {})
     seconds["link"] = time.perf_counter() - start
     return Executable(
@@ -340,7 +357,8 @@ def load_program(llvm_ir: str, *, name: str, param_types: Sequence[TensorType],
 def load_cached(program_text: str, build: Callable[[], object], *, name: str,
                 salt: str = "", cache: CompileCache | None = None,
                 donated: Sequence[tuple[int, int]] = (),
-                build_in_parts: Callable[[PartCompiler], object] | None = None) -> Executable:
+                build_in_parts: Callable[[PartCompiler], object] | None = None,
+                standalone: Callable[[], str] | None = None) -> Executable:
     """The program named by ``program_text``, from the disk cache or compiled.
 
     ``program_text`` must determine the generated code together with ``salt``
@@ -351,6 +369,9 @@ def load_cached(program_text: str, build: Callable[[], object], *, name: str,
     ``build_in_parts(compiler)``, if given, does the same while handing its
     functions to ``compiler.add`` as they are finished; on a miss it is used
     instead of ``build`` when compiles may use several processes.
+    ``standalone()``, if given, is the program's LLVM IR with nothing left to
+    a shared library (what ``Executable.llvm_ir`` shows and ahead-of-time
+    objects are made from); by default, ``build()``'s.
     """
     cache = CompileCache() if cache is None else cache
     offset = numpy_data_offset()
@@ -366,13 +387,17 @@ def load_cached(program_text: str, build: Callable[[], object], *, name: str,
             object_code, info = found
             lookup = time.perf_counter() - start
             try:
-                return link_program(object_code, info, llvm_ir=lambda: build().llvm_ir,
+                return link_program(object_code, info,
+                                    llvm_ir=standalone or (lambda: build().llvm_ir),
                                     compile_seconds={"cache_load": lookup})
             except JitError as error:
                 cache.note_unusable(key, name, str(error))
     program, compiled = _build_and_compile(name, build, build_in_parts, donated)
     if key is not None:
         cache.store(key, compiled.object_code, compiled.info, environment=environment)
+    if standalone is not None:
+        return link_program(compiled.object_code, compiled.info, llvm_ir=standalone,
+                            compile_seconds=compiled.seconds)
     return link_program(compiled.object_code, compiled.info,
                         llvm_ir=lambda: program.llvm_ir,
                         optimized_llvm_ir=compiled.optimized_llvm_ir,

@@ -399,6 +399,17 @@ def _host_pool_llvm_ir() -> str:
                          pause=machine in ("x86_64", "amd64"))
 
 
+def build_pool_object(cache) -> "pathlib.Path | None":
+    """Compile the pool for this machine into ``cache`` (a runtime.cache
+    CompileCache) where ``cached_object`` finds it: the installed store of
+    [Installed objects] (runtime/cache.py)."""
+    from runtime.cache import ProgramInfo, store_object
+
+    text = _host_pool_llvm_ir()
+    return store_object(text, _compile_pool(text), ProgramInfo("xlac_pool", "", "", (), (), 0, False),
+                        cache=cache)
+
+
 def _compile_pool(text: str) -> bytes:
     from runtime.llvm_module import optimize_module, parse_module
     from runtime.target import host_target_machine
@@ -421,12 +432,14 @@ def prefetch() -> None:
     (or compiled then, if the child failed). No-op once the pool exists or is
     on its way, or where compiles do not fork."""
     global _prefetched
+    from runtime.cache import has_object
     from runtime.forked import start_job
 
     with _lock:
         if _pool is None and _prefetched is None:
             text = _host_pool_llvm_ir()
-            _prefetched = start_job(lambda: _compile_pool(text))
+            if not has_object(text):  # installed or cached: loaded in a few ms
+                _prefetched = start_job(lambda: _compile_pool(text))
 
 
 def _cancel_prefetch() -> None:

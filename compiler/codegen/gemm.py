@@ -37,7 +37,7 @@ from typing import Callable, Sequence
 
 import llvmlite.ir as ll
 
-from compiler.codegen.gemm_kernel import PanelLayout, micro_kernel
+from compiler.codegen.gemm_kernel import PanelLayout, call_micro_kernel
 from compiler.codegen.gemm_pack import counted_loop, if_then, pack_block
 from compiler.codegen.errors import LoweringError
 from compiler.codegen.gemm_plan import GemmPlan, even_shares
@@ -455,11 +455,11 @@ def _dispatch(b, module, plan, layout, row_cases, col_cases, args) -> None:
         after = b.append_basic_block("tile.cols.end")
         b.cbranch(cols_test, then, other)
         b.position_at_end(then)
-        b.call(micro_kernel(module, plan, rows, cols, layout), args)
+        call_micro_kernel(b, plan, rows, cols, layout, *args)
         b.branch(after)
         b.position_at_end(other)
         _dispatch(b, module, plan, layout, [(rows, None)], rest_cols, args)
         b.branch(after)
         b.position_at_end(after)
         return
-    b.call(micro_kernel(module, plan, rows, cols, layout), args)
+    call_micro_kernel(b, plan, rows, cols, layout, *args)

@@ -31,17 +31,20 @@ from dataclasses import dataclass
 import llvmlite.ir as ll
 
 from compiler.codegen.gemm_pack import loop_hints
-from compiler.codegen.gemm_plan import GemmPlan
+from compiler.codegen.intrinsics import masked_load, masked_store
+from compiler.codegen.gemm_plan import GemmPlan, Tile
+from compiler.codegen.library import library_function
 from compiler.codegen.llvm_types import (I1, I32, I64, PTR, VOID, index_constant, value_type,
                                         vector_constant)
 
-__all__ = ["PanelLayout", "micro_kernel", "vector_type", "masked_load", "masked_store"]
+__all__ = ["PanelLayout", "micro_kernel", "call_micro_kernel", "kernel_name", "vector_type"]
 
 _NUW_NSW = ("nuw", "nsw")
+_ROW_GROUP = 6
 
 
-def vector_type(plan: GemmPlan) -> ll.VectorType:
-    return ll.VectorType(value_type(plan.shape.dtype), plan.lanes)
+def vector_type(tile: Tile) -> ll.VectorType:
+    return ll.VectorType(value_type(tile.dtype), tile.lanes)
 
 
 def _suffix(vec: ll.VectorType) -> str:
@@ -62,27 +65,6 @@ def _fma(b: ll.IRBuilder, x, y, z):
     return b.call(fn, [x, y, z])
 
 
-def _mask(lanes: int, valid: int) -> ll.Constant:
-    return vector_constant(I1, tuple(int(i < valid) for i in range(lanes)))
-
-
-def masked_load(b: ll.IRBuilder, vec: ll.VectorType, pointer, valid: int, align: int):
-    """Load the first ``valid`` lanes at ``pointer``; the others are zero."""
-    mask_type = ll.VectorType(I1, vec.count)
-    fn = _declare(b.module, f"llvm.masked.load.{_suffix(vec)}.p0", vec,
-                  [PTR, I32, mask_type, vec])
-    return b.call(fn, [pointer, ll.Constant(I32, align), _mask(vec.count, valid),
-                       ll.Constant(vec, None)])
-
-
-def masked_store(b: ll.IRBuilder, value, pointer, valid: int, align: int) -> None:
-    vec = value.type
-    mask_type = ll.VectorType(I1, vec.count)
-    fn = _declare(b.module, f"llvm.masked.store.{_suffix(vec)}.p0", VOID,
-                  [vec, PTR, I32, mask_type])
-    b.call(fn, [value, pointer, ll.Constant(I32, align), _mask(vec.count, valid)])
-
-
 def _scaled(b: ll.IRBuilder, index, factor: int):
     return index if factor == 1 else b.mul(index, index_constant(factor), flags=_NUW_NSW)
 
@@ -96,9 +78,10 @@ def _splat(b: ll.IRBuilder, scalar, vec: ll.VectorType):
 @dataclass(frozen=True)
 class PanelLayout:
     """Where the micro-kernel finds its operands: A element (r, p) at
-    ``a + r*a_row + p*a_k``, B element (p, j) at ``b + p*b_k + j``. Packed
-    panels: ``a_row = 1, a_k = mr``, ``b_k = nr`` (``b_packed``: 64-byte
-    aligned, zero-padded); an operand read in place has its own strides."""
+    ``a + r*a_row + p*a_k``, B element (p, j) at ``b + p*b_k + j``, C element
+    (r, j) at ``c + r*ldc + j``. Packed panels: ``a_row = 1, a_k = mr``,
+    ``b_k = nr``; an operand read in place has its own strides. The strides
+    are arguments of the kernel, not part of it ([Shape-generic kernels])."""
 
     a_row: int
     a_k: int
@@ -106,49 +89,78 @@ class PanelLayout:
     b_packed: bool
     ldc: int
 
+    @property
+    def a_rows_strided(self) -> bool:
+        """A's rows are ``a_row`` apart (A read in place along its rows); else
+        the ``rows`` elements of one k step are adjacent (packed, or A^T)."""
+        return self.a_row != 1
 
-def micro_kernel(module: ll.Module, plan: GemmPlan, rows: int, cols: int,
-                 layout: PanelLayout) -> ll.Function:
-    """The micro-kernel for a ``rows x cols`` tile (``rows <= mr``, ``cols <= nr``)."""
-    dtype = plan.shape.dtype
-    name = (f"xlac.gemm.{dtype.name}.{plan.mr}x{plan.nr}.tile{rows}x{cols}"
-            f".a{layout.a_row}_{layout.a_k}.b{layout.b_k}{'p' if layout.b_packed else ''}"
-            f".c{layout.ldc}")
-    existing = module.globals.get(name)
-    if existing is not None:
-        return existing
-    fn = ll.Function(module, ll.FunctionType(VOID, [PTR, PTR, PTR, I64, I1]), name)
-    fn.linkage = "internal"
-    fn.attributes.add("nounwind")
-    fn.attributes.add("noinline")  # one copy per tile shape, called per tile
-    a_panel, b_panel, c, kc, accumulate = fn.args
-    for arg, arg_name in zip(fn.args, ["a", "b", "c", "kc", "accumulate"], strict=True):
-        arg.name = arg_name
-    for arg in (a_panel, b_panel, c):
-        arg.add_attribute("noalias")
+
+def kernel_name(dtype_name: str, mr: int, nr: int, rows: int, vectors: int,
+                a_rows_strided: bool) -> str:
+    """The symbol of one shape-generic micro-kernel."""
+    return (f"xlac.gemm.{dtype_name}.ukr{mr}x{nr}.r{rows}.v{vectors}"
+            f".{'s' if a_rows_strided else 'u'}")
+
+
+def call_micro_kernel(b: ll.IRBuilder, plan: GemmPlan, rows: int, cols: int, layout: PanelLayout,
+                      a_panel, b_panel, c_tile, kc, accumulate) -> None:
+    """Call the micro-kernel computing a ``rows x cols`` tile (``rows <= mr``,
+    ``cols <= nr``) with ``layout``'s strides."""
+    fn = micro_kernel(b.module, plan.tile, rows, -(-cols // plan.lanes), layout.a_rows_strided)
+    a_stride = layout.a_row if layout.a_rows_strided else layout.a_k
+    b.call(fn, [a_panel, b_panel, c_tile, kc, accumulate, index_constant(a_stride),
+                index_constant(layout.b_k), index_constant(layout.ldc), index_constant(cols)])
+
+
+def micro_kernel(module: ll.Module, tile: Tile, rows: int, vectors: int,
+                 a_rows_strided: bool) -> ll.Function:
+    """The micro-kernel for tiles of ``rows`` rows (``<= tile.mr``) and
+    ``vectors`` host vectors of columns (``<= tile.nr / lanes``);
+    ``void(ptr a, ptr b, ptr c, i64 kc, i1 accumulate, i64 a_stride, i64 b_k,
+    i64 ldc, i64 cols)`` ([Micro-kernel])."""
+    fn_type = ll.FunctionType(VOID, [PTR, PTR, PTR, I64, I1, I64, I64, I64, I64])
     # Unrolling the k loop of the main tile was worth ~2% (measured); edge
     # tiles are rare and stay rolled (less code to compile).
-    unroll = rows == plan.mr and cols == plan.nr
-    _emit_body(ll.IRBuilder(fn.append_basic_block("entry")), plan, rows, cols, layout,
-               a_panel, b_panel, c, kc, accumulate, unroll)
-    return fn
+    unroll = rows == tile.mr and vectors * tile.lanes == tile.nr
+
+    def define(fn: ll.Function) -> None:
+        _emit_body(ll.IRBuilder(fn.append_basic_block("entry")), tile, rows, vectors,
+                   a_rows_strided, *fn.args, unroll)
+
+    return library_function(
+        module, kernel_name(tile.dtype.name, tile.mr, tile.nr, rows, vectors, a_rows_strided),
+        fn_type, define, ["a", "b", "c", "kc", "accumulate", "a_stride", "b_k", "ldc", "cols"],
+        noalias=3)
 
 
-def _emit_body(b: ll.IRBuilder, plan: GemmPlan, rows: int, cols: int, layout: PanelLayout,
-               a_panel, b_panel, c, kc, accumulate, unroll: bool) -> None:
-    scalar = value_type(plan.shape.dtype)
-    vec = vector_type(plan)
-    lanes, item = plan.lanes, plan.itemsize
-    nvec = -(-cols // lanes)
+def _emit_body(b: ll.IRBuilder, tile: Tile, rows: int, nvec: int, a_rows_strided: bool,
+               a_panel, b_panel, c, kc, accumulate, a_stride, b_k, ldc, cols,
+               unroll: bool) -> None:
+    scalar = value_type(tile.dtype)
+    vec = vector_type(tile)
+    lanes, item = tile.lanes, tile.itemsize
+    # Lanes of the last column vector that hold columns of the tile.
+    last_valid = b.sub(cols, index_constant((nvec - 1) * lanes))
+    lane_index = vector_constant(I64, tuple(range(lanes)))
+    splat_valid = _splat(b, last_valid, ll.VectorType(I64, lanes))
+    last_mask = b.icmp_unsigned("<", lane_index, splat_valid)
     # Touch the C tile early: its lines arrive while the k loop runs.
     prefetch = _declare(b.module, "llvm.prefetch.p0", VOID, [PTR, I32, I32, I32])
     row_ptrs = []
     for r in range(rows):
-        row = b.gep(c, [index_constant(r * layout.ldc)], inbounds=True, source_etype=scalar)
+        row = b.gep(c, [_scaled_by(b, ldc, r)], inbounds=True, source_etype=scalar)
         row_ptrs.append(row)
-        for line in range(0, cols * item, 64):
-            at = b.gep(row, [index_constant(line // item)], inbounds=True, source_etype=scalar)
+        for line in range(0, nvec * lanes * item, 64):
+            at = b.gep(row, [index_constant(line // item)], source_etype=scalar)
             b.call(prefetch, [at, ll.Constant(I32, 1), ll.Constant(I32, 3), ll.Constant(I32, 1)])
+    if a_rows_strided:
+        # Rows in groups of six from one pointer each, at 0..5 row strides: the
+        # strides 1, 2, 4 (and 3, 5 as one register each) fold into x86
+        # address modes, so the loop needs a few registers, not one per row.
+        row_offsets = [_scaled_by(b, a_stride, j) for j in range(min(rows, _ROW_GROUP))]
+        group_starts = [b.gep(a_panel, [_scaled_by(b, a_stride, g)], inbounds=True,
+                              source_etype=scalar) for g in range(0, rows, _ROW_GROUP)]
 
     entry = b.block
     loop = b.append_basic_block("k")
@@ -156,30 +168,40 @@ def _emit_body(b: ll.IRBuilder, plan: GemmPlan, rows: int, cols: int, layout: Pa
     b.position_at_end(loop)
     p = b.phi(I64, name="p")
     p.add_incoming(index_constant(0), entry)
+    # Operand pointers advance by their k stride (no multiply per step:
+    # code generation runs without loop strength reduction).
+    b_row = b.phi(PTR, name="b.k")
+    b_row.add_incoming(b_panel, entry)
+    if not a_rows_strided:
+        a_row = b.phi(PTR, name="a.k")
+        a_row.add_incoming(a_panel, entry)
     zero = ll.Constant(vec, None)
     accs = [[b.phi(vec, name=f"acc{r}_{v}") for v in range(nvec)] for r in range(rows)]
     for row in accs:
         for phi in row:
             phi.add_incoming(zero, entry)
-    b_row = b.gep(b_panel, [_scaled(b, p, layout.b_k)], inbounds=True, source_etype=scalar)
     b_vecs = []
     for v in range(nvec):
         at = b.gep(b_row, [index_constant(v * lanes)], inbounds=True, source_etype=scalar)
-        valid = min(lanes, cols - v * lanes)
-        if layout.b_packed or valid == lanes:
-            # Packed panels are 64-byte aligned when the arena is, which an
-            # ahead-of-time caller may not honour: no alignment is promised
-            # (unaligned vector loads of aligned data cost nothing on x86).
+        if v < nvec - 1:
             b_vecs.append(b.load(at, typ=vec, align=item))
-        else:  # in place: lanes past the last column are not ours to read
-            b_vecs.append(masked_load(b, vec, at, valid, item))
-    a_row = b.gep(a_panel, [_scaled(b, p, layout.a_k)], inbounds=True, source_etype=scalar)
+        else:  # lanes past the last column are not ours to read
+            b_vecs.append(masked_load(b, vec, at, last_mask, item))
+    if a_rows_strided:
+        groups = [b.gep(start, [p], inbounds=True, source_etype=scalar) for start in group_starts]
     updated = []
     for r in range(rows):
-        at = b.gep(a_row, [index_constant(r * layout.a_row)], inbounds=True, source_etype=scalar)
+        if a_rows_strided:
+            at = b.gep(groups[r // _ROW_GROUP], [row_offsets[r % _ROW_GROUP]], inbounds=True,
+                       source_etype=scalar)
+        else:
+            at = b.gep(a_row, [index_constant(r)], inbounds=True, source_etype=scalar)
         a_val = _splat(b, b.load(at, typ=scalar, align=item), vec)
         updated.append([_fma(b, a_val, b_vecs[v], accs[r][v]) for v in range(nvec)])
     p_next = b.add(p, index_constant(1), flags=_NUW_NSW, name="p.next")
+    b_next = b.gep(b_row, [b_k], inbounds=True, source_etype=scalar)
+    if not a_rows_strided:
+        a_next = b.gep(a_row, [a_stride], inbounds=True, source_etype=scalar)
     more = b.icmp_unsigned("<", p_next, kc)
     latch = b.block
     done = b.append_basic_block("store")
@@ -187,6 +209,9 @@ def _emit_body(b: ll.IRBuilder, plan: GemmPlan, rows: int, cols: int, layout: Pa
     if not unroll:
         branch.set_metadata("llvm.loop", loop_hints(b.module, vectorize=False, unroll=False))
     p.add_incoming(p_next, latch)
+    b_row.add_incoming(b_next, latch)
+    if not a_rows_strided:
+        a_row.add_incoming(a_next, latch)
     for row, new_row in zip(accs, updated, strict=True):
         for phi, new in zip(row, new_row, strict=True):
             phi.add_incoming(new, latch)
@@ -200,18 +225,23 @@ def _emit_body(b: ll.IRBuilder, plan: GemmPlan, rows: int, cols: int, layout: Pa
         b.position_at_end(block)
         for r in range(rows):
             for v in range(nvec):
-                valid = min(lanes, cols - v * lanes)
                 at = b.gep(row_ptrs[r], [index_constant(v * lanes)], inbounds=True,
                            source_etype=scalar)
                 value = updated[r][v]
-                if valid == lanes:
+                if v < nvec - 1:
                     if add:
                         value = b.fadd(value, b.load(at, typ=vec, align=item))
                     b.store(value, at, align=item)
                 else:
                     if add:
-                        value = b.fadd(value, masked_load(b, vec, at, valid, item))
-                    masked_store(b, value, at, valid, item)
+                        value = b.fadd(value, masked_load(b, vec, at, last_mask, item))
+                    masked_store(b, value, at, last_mask, item)
         b.branch(exit_block)
     b.position_at_end(exit_block)
     b.ret_void()
+
+
+def _scaled_by(b: ll.IRBuilder, stride, factor: int):
+    if factor == 0:
+        return index_constant(0)
+    return stride if factor == 1 else b.mul(stride, index_constant(factor), flags=_NUW_NSW)

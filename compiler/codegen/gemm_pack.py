@@ -20,9 +20,12 @@ from typing import Iterator
 
 import llvmlite.ir as ll
 
-from compiler.codegen.llvm_types import I64, index_constant, vector_constant
+from compiler.codegen.intrinsics import masked_load, masked_store
+from compiler.codegen.library import library_function
+from compiler.codegen.llvm_types import I64, PTR, index_constant, vector_constant
 
-__all__ = ["counted_loop", "if_then", "loop_hints", "pack_block"]
+__all__ = ["counted_loop", "if_then", "loop_hints", "pack_block", "copy_packer",
+           "transposing_copy_packer", "transposing_packer"]
 
 _NUW_NSW = ("nuw", "nsw")
 
@@ -114,53 +117,73 @@ def pack_block(b: ll.IRBuilder, *, etype: ll.Type, dst: ll.Value, src: ll.Value,
             panel_dst = _gep(b, dst, b.mul(q, panel_elems, flags=_NUW_NSW), etype)
             panel_src = _gep(b, src, _mul(b, q, width * stride_t), etype)
             if lanes and stride_t != 1 and stride_k == 1:
-                _transpose_panel(b, etype, panel_dst, panel_src, depth, width, stride_t, lanes,
-                                 f"{name}.v")
+                _transpose_panel(b, etype, panel_dst, panel_src, depth, width, stride_t, lanes)
             else:
-                _pack_panel(b, etype, panel_dst, panel_src, depth, width, width, stride_t,
-                            stride_k, pad, f"{name}.p")
+                _pack_panel(b, etype, panel_dst, panel_src, depth, width, index_constant(width),
+                            stride_t, stride_k, pad, lanes)
     if edge:
         rest = b.sub(extent, _mul(b, full, width))
         has_edge = b.icmp_unsigned("!=", rest, index_constant(0))
         with if_then(b, has_edge, name=f"{name}.edge"):
             panel_dst = _gep(b, dst, b.mul(full, panel_elems, flags=_NUW_NSW), etype)
             panel_src = _gep(b, src, _mul(b, full, width * stride_t), etype)
-            _pack_panel(b, etype, panel_dst, panel_src, depth, width, edge, stride_t, stride_k,
-                        pad, f"{name}.e")
+            _pack_panel(b, etype, panel_dst, panel_src, depth, width, index_constant(edge),
+                        stride_t, stride_k, pad, lanes)
 
 
-def _pack_panel(b, etype, dst, src, depth, width, valid, stride_t, stride_k, pad, name) -> None:
-    """One panel: ``valid`` of ``width`` elements per k step, for ``depth`` k steps."""
+def _pack_panel(b, etype, dst, src, depth, width, valid, stride_t, stride_k, pad, lanes) -> None:
+    """One panel: ``valid`` of ``width`` elements per k step, for ``depth`` k steps
+    (``lanes``: elements per host vector; 0 for a scalar copy)."""
     if stride_t == 1 or stride_k != 1:
-        _call_shared(b, etype, f"cpack{width}.v{valid}.t{stride_t}{'z' if pad else ''}",
-                     dst, src, depth, stride_k,
-                     lambda fb, d, s, n, step: _emit_strided_copy(fb, etype, d, s, n, step, width,
-                                                                  valid, stride_t, pad, "cpack"))
-        return
-    _call_shared(b, etype, f"tcopy{width}.v{valid}{'z' if pad else ''}", dst, src, depth,
-                 stride_t,
-                 lambda fb, d, s, n, step: _emit_transposing_copy(fb, etype, d, s, n, step, width,
-                                                                  valid, pad, "tcopy"))
+        fn = copy_packer(b.module, etype, width, pad, lanes)
+        extra = [stride_k, stride_t, valid]
+    else:
+        fn = transposing_copy_packer(b.module, etype, width, pad)
+        extra = [stride_t, valid]
+    _call(b, fn, dst, src, depth, extra)
 
 
-def _emit_transposing_copy(b, etype, dst, src, depth, stride_t, width, valid, pad,
-                           name) -> None:
+def copy_packer(module: ll.Module, etype, width: int, pad: bool, lanes: int) -> ll.Function:
+    """``(dst, src, depth, stride_k, stride_t, valid)``: each k step's ``valid``
+    elements, ``stride_t`` apart, with zeros up to ``width`` if ``pad``."""
+    return _packer(module, etype, f"cpack{width}.l{lanes}{'z' if pad else ''}", 3,
+                   lambda b, d, s, n, step_k, step_t, count: _emit_strided_copy(
+                       b, etype, d, s, n, step_k, step_t, count, width, lanes, pad))
+
+
+def transposing_copy_packer(module: ll.Module, etype, width: int, pad: bool) -> ll.Function:
+    """``(dst, src, depth, stride_t, valid)``: rows of the source run along k."""
+    return _packer(module, etype, f"tcopy{width}{'z' if pad else ''}", 2,
+                   lambda b, d, s, n, step_t, count: _emit_transposing_copy(
+                       b, etype, d, s, n, step_t, count, width, pad))
+
+
+def transposing_packer(module: ll.Module, etype, width: int, lanes: int) -> ll.Function:
+    """``(dst, src, depth, stride_t)``: a full panel whose source rows run
+    along k, transposed in registers ([Transposing packs])."""
+    return _packer(module, etype, f"tpack{width}.l{lanes}", 1,
+                   lambda b, d, s, n, stride: _emit_transpose_panel(b, etype, d, s, n, stride,
+                                                                   width, lanes, "tpack"))
+
+
+def _emit_transposing_copy(b, etype, dst, src, depth, stride_t, valid, width, pad) -> None:
     """k is contiguous in the source: read each element's row along k
     contiguously and write with stride ``width`` (the transposing copy).
-    Vectorised, this loop becomes scatters (slow, and a lot of code). The row
-    loop stays rolled: one copy loop instead of ``width`` unrolled ones."""
+    Vectorised, this loop becomes scatters (slow, and a lot of code)."""
     zero = ll.Constant(etype, 0.0)
-    with counted_loop(b, index_constant(valid), name=f"{name}.r") as r:
+    with counted_loop(b, valid, name="tcopy.r") as r:
         row_src = _gep(b, src, b.mul(r, stride_t, flags=_NUW_NSW), etype)
-        with counted_loop(b, depth, name=name, unroll=True) as p:
+        with counted_loop(b, depth, name="tcopy", unroll=True) as p:
             out = _gep(b, dst, b.add(_mul(b, p, width), r, flags=_NUW_NSW), etype)
             b.store(b.load(_gep(b, row_src, p, etype), typ=etype), out)
-    if pad and valid < width:
-        with counted_loop(b, index_constant(width - valid), name=f"{name}.z") as z:
-            r = b.add(z, index_constant(valid), flags=_NUW_NSW)
-            with counted_loop(b, depth, name=f"{name}.zp") as p:
-                out = _gep(b, dst, b.add(_mul(b, p, width), r, flags=_NUW_NSW), etype)
-                b.store(zero, out)
+    if pad:
+        missing = b.sub(index_constant(width), valid)
+        with if_then(b, b.icmp_unsigned("!=", missing, index_constant(0)), name="tcopy.pad"):
+            with counted_loop(b, missing, name="tcopy.z") as z:
+                r = b.add(z, valid, flags=_NUW_NSW)
+                with counted_loop(b, depth, name="tcopy.zp") as p:
+                    out = _gep(b, dst, b.add(_mul(b, p, width), r, flags=_NUW_NSW), etype)
+                    b.store(zero, out)
 
 
 # NOTE: [Transposing packs]
@@ -187,57 +210,99 @@ def _transpose_masks(lanes: int) -> list[tuple[int, list[int], list[int]]]:
     return rounds
 
 
-def _call_shared(b, etype, kind: str, dst, src, depth, stride: int, emit) -> None:
-    """Call the module's panel packer ``xlac.gemm.<dtype>.<kind>(dst, src,
-    depth, stride)``, defining it with ``emit(builder, dst, src, depth,
-    stride)`` on first use. Packers take the source stride as an argument, so
-    every product of the module whose panels have the same width shares one
-    (compile time: each copy cost LLVM ~10-40 ms)."""
+def _packer(module: ll.Module, etype, kind: str, extra: int, emit) -> ll.Function:
+    """The panel packer ``xlac.gemm.<dtype>.<kind>(dst, src, depth, ...)`` with
+    ``extra`` more i64 arguments (strides, counts), defined by ``emit(builder,
+    dst, src, depth, *extra)`` unless the kernel library provides it. Packers
+    take strides and counts as arguments, so every product of every program
+    whose panels have the same width shares one ([Shape-generic kernels] in
+    library.py)."""
     scalar = "f32" if isinstance(etype, ll.FloatType) else "f64"
-    fn_name = f"xlac.gemm.{scalar}.{kind}"
-    fn = b.module.globals.get(fn_name)
-    if fn is None:
-        fn = ll.Function(b.module, ll.FunctionType(ll.VoidType(), [dst.type, src.type, I64, I64]),
-                         fn_name)
-        fn.linkage = "internal"
-        fn.attributes.add("nounwind")
-        fn.attributes.add("noinline")  # one copy, called per panel
-        for arg, arg_name in zip(fn.args, ["dst", "src", "depth", "stride"], strict=True):
-            arg.name = arg_name
-        fn.args[0].add_attribute("noalias")
-        fn.args[1].add_attribute("noalias")
+    fn_type = ll.FunctionType(ll.VoidType(), [PTR, PTR, I64] + [I64] * extra)
+
+    def define(fn: ll.Function) -> None:
         inner = ll.IRBuilder(fn.append_basic_block("entry"))
         emit(inner, *fn.args)
         inner.ret_void()
-    b.call(fn, [dst, src, depth, index_constant(stride)])
+
+    return library_function(module, f"xlac.gemm.{scalar}.{kind}", fn_type, define,
+                            ["dst", "src", "depth"] + [f"arg{i}" for i in range(extra)],
+                            noalias=2)
 
 
-def _emit_strided_copy(b, etype, dst, src, depth, stride_k, width, valid, stride_t, pad,
-                       name) -> None:
-    """Each k step reads ``valid`` contiguous (or evenly spaced) elements:
-    one pass over k, the short static loop over the panel innermost."""
+def _call(b: ll.IRBuilder, fn: ll.Function, dst, src, depth, extra: list) -> None:
+    b.call(fn, [dst, src, depth] + [v if isinstance(v, ll.Value) else index_constant(v)
+                                    for v in extra])
+
+
+def _emit_strided_copy(b, etype, dst, src, depth, stride_k, stride_t, valid, width, lanes,
+                       pad) -> None:
+    """Each k step copies ``valid`` elements ``stride_t`` apart (zeros after
+    them up to ``width`` with ``pad``). Contiguous ones (``stride_t == 1``,
+    the common case) move as masked vectors, a k step at a time."""
     zero = ll.Constant(etype, 0.0)
-    with counted_loop(b, depth, name=name) as p:
+    contiguous = b.icmp_unsigned("==", stride_t, index_constant(1))
+    if lanes and width >= lanes:
+        vec = ll.VectorType(etype, lanes)
+        item = 4 if isinstance(etype, ll.FloatType) else 8
+        lane = vector_constant(I64, tuple(range(lanes)))
+        with b.if_else(contiguous) as (vectors, scalars):
+            with vectors:
+                count = _splat_index(b, valid, lanes)
+                masks = [b.icmp_unsigned("<", b.add(lane, _splat_constant(v * lanes, lanes)),
+                                         count) for v in range(-(-width // lanes))]
+                with counted_loop(b, depth, name="cpack.v") as p:
+                    row_src = _gep(b, src, b.mul(p, stride_k, flags=_NUW_NSW), etype)
+                    row_dst = _gep(b, dst, _mul(b, p, width), etype)
+                    for v, mask in enumerate(masks):
+                        value = masked_load(b, vec, _gep(b, row_src, index_constant(v * lanes),
+                                                             etype), mask, item)
+                        at = _gep(b, row_dst, index_constant(v * lanes), etype)
+                        inside = min(lanes, width - v * lanes)
+                        if inside == lanes:
+                            b.store(value, at, align=item)
+                        else:  # the panel's last k step ends inside this vector
+                            masked_store(b, value, at, vector_constant(
+                                ll.IntType(1), tuple(int(i < inside) for i in range(lanes))), item)
+            with scalars:
+                _scalar_strided_copy(b, etype, dst, src, depth, stride_k, stride_t, valid, width,
+                                     pad, zero)
+    else:
+        _scalar_strided_copy(b, etype, dst, src, depth, stride_k, stride_t, valid, width, pad,
+                             zero)
+
+
+def _scalar_strided_copy(b, etype, dst, src, depth, stride_k, stride_t, valid, width, pad,
+                         zero) -> None:
+    with counted_loop(b, depth, name="cpack") as p:
         row_src = _gep(b, src, b.mul(p, stride_k, flags=_NUW_NSW), etype)
         row_dst = _gep(b, dst, _mul(b, p, width), etype)
-        for r in range(width):
-            out = _gep(b, row_dst, index_constant(r), etype)
-            if r < valid:
-                value = b.load(_gep(b, row_src, index_constant(r * stride_t), etype), typ=etype)
-                b.store(value, out)
-            elif pad:
-                b.store(zero, out)
+        with counted_loop(b, valid, name="cpack.r") as r:
+            value = b.load(_gep(b, row_src, b.mul(r, stride_t, flags=_NUW_NSW), etype), typ=etype)
+            b.store(value, _gep(b, row_dst, r, etype))
+        if pad:
+            missing = b.sub(index_constant(width), valid)
+            with if_then(b, b.icmp_unsigned("!=", missing, index_constant(0)), name="cpack.pad"):
+                with counted_loop(b, missing, name="cpack.z") as z:
+                    b.store(zero, _gep(b, row_dst, b.add(z, valid, flags=_NUW_NSW), etype))
 
 
-def _transpose_panel(b, etype, dst, src, depth, width, stride_t, lanes, name) -> None:
-    _call_shared(b, etype, f"tpack{width}.l{lanes}", dst, src, depth, stride_t,
-                 lambda fb, d, s, n, stride: _emit_transpose_panel(fb, etype, d, s, n, stride,
-                                                                   width, lanes, "tpack"))
+def _splat_index(b, value, lanes: int):
+    vec = ll.VectorType(I64, lanes)
+    one = b.insert_element(ll.Constant(vec, None), value, ll.Constant(ll.IntType(32), 0))
+    return b.shuffle_vector(one, ll.Constant(vec, None),
+                            vector_constant(ll.IntType(32), (0,) * lanes))
+
+
+def _splat_constant(value: int, lanes: int):
+    return vector_constant(I64, (value,) * lanes)
+
+
+def _transpose_panel(b, etype, dst, src, depth, width, stride_t, lanes) -> None:
+    _call(b, transposing_packer(b.module, etype, width, lanes), dst, src, depth, [stride_t])
 
 
 def _emit_transpose_panel(b, etype, dst, src, depth, stride_t, width, lanes, name) -> None:
-    from compiler.codegen.gemm_kernel import masked_store
-
     vec = ll.VectorType(etype, lanes)
     i32 = ll.IntType(32)
     item = 4 if isinstance(etype, ll.FloatType) else 8

@@ -56,7 +56,7 @@ from dataclasses import dataclass
 
 from ir.dtypes import DType
 
-__all__ = ["GemmShape", "GemmPlan", "plan_gemm", "use_blocked", "may_split", "vector_bits",
+__all__ = ["GemmShape", "GemmPlan", "Tile", "tiles", "plan_gemm", "use_blocked", "may_split", "vector_bits",
            "guided_shares", "even_shares"]
 
 # Below this many multiply-adds the plain loops are as fast (measured on Zen 4:
@@ -94,6 +94,32 @@ class GemmShape:
 
 
 @dataclass(frozen=True)
+class Tile:
+    """A micro-kernel's register tile: ``mr`` rows by ``nr`` columns of
+    ``dtype``, ``lanes`` elements per host vector."""
+
+    dtype: DType
+    mr: int
+    nr: int
+    lanes: int
+
+    @property
+    def itemsize(self) -> int:
+        return self.dtype.itemsize
+
+
+def tiles(dtype: DType, vector_bits: int) -> list[Tile]:
+    """Every register tile ``plan_gemm`` may choose for ``dtype`` on a host
+    with ``vector_bits``-bit vectors: two vectors of columns by ``mr`` rows
+    (2 * mr accumulators + 2 B vectors fit the register file: 32 vector
+    registers with AVX-512, 16 without), and for products no wider than one
+    vector, one vector by twice the rows."""
+    lanes = vector_bits // (8 * dtype.itemsize)
+    mr = 12 if vector_bits == 512 else 6
+    return [Tile(dtype, mr, 2 * lanes, lanes), Tile(dtype, 2 * mr, lanes, lanes)]
+
+
+@dataclass(frozen=True)
 class GemmPlan:
     shape: GemmShape
     lanes: int        # elements per host vector
@@ -112,6 +138,10 @@ class GemmPlan:
     @property
     def itemsize(self) -> int:
         return self.shape.dtype.itemsize
+
+    @property
+    def tile(self) -> Tile:
+        return Tile(self.shape.dtype, self.mr, self.nr, self.lanes)
 
     @property
     def a_block_elems(self) -> int:
@@ -232,15 +262,10 @@ def may_split(shape: GemmShape) -> bool:
 
 def plan_gemm(shape: GemmShape, *, vector_bits: int, max_threads: int) -> GemmPlan:
     """Tile, block and thread split of a blocked GEMM for this host."""
-    lanes = vector_bits // (8 * shape.dtype.itemsize)
-    # 2 vectors of columns by mr rows: 2 * mr accumulators + 2 B vectors must
-    # fit the register file (32 vector registers with AVX-512, 16 without).
-    vectors = 2
-    mr = 12 if vector_bits == 512 else 6
-    nr = lanes * vectors
-    if shape.n <= lanes:
-        # One vector covers every column: take more rows instead.
-        nr, mr = lanes, (24 if vector_bits == 512 else 12)
+    wide, narrow = tiles(shape.dtype, vector_bits)
+    lanes = wide.lanes
+    # One vector covers every column: take more rows instead.
+    mr, nr = (narrow.mr, narrow.nr) if shape.n <= lanes else (wide.mr, wide.nr)
     itemsize = shape.dtype.itemsize
     # Packing pays for itself by reuse: an A micro-panel serves every column
     # tile, a B micro-panel every row tile. Used once, an operand is read in

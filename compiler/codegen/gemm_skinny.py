@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import llvmlite.ir as ll
 
-from compiler.codegen.gemm_kernel import masked_load
+from compiler.codegen.intrinsics import masked_load
 from compiler.codegen.gemm_pack import counted_loop, if_then, loop_hints, pack_block
 from compiler.codegen.gemm_plan import GemmShape
 from compiler.codegen.llvm_types import I64, PTR, VOID, index_constant, value_type

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import llvmlite.ir as ll
 
-from compiler.codegen.llvm_types import F32, F64
+from compiler.codegen.llvm_types import F32, F64, I1, I32, PTR, VOID, vector_constant
 
-__all__ = ["intrinsic", "call_intrinsic", "call_libm"]
+__all__ = ["intrinsic", "call_intrinsic", "call_libm", "masked_load", "masked_store"]
 
 
 def _declare(module: ll.Module, name: str, ret: ll.Type, args: list[ll.Type]) -> ll.Function:
@@ -54,3 +54,33 @@ def call_libm(b: ll.IRBuilder, name: str, args) -> ll.Value:
         fn.attributes.add("nounwind")
         fn.attributes.add("readnone")
     return b.call(fn, list(args))
+
+
+def _vector_suffix(vec: ll.VectorType) -> str:
+    return f"v{vec.count}{_suffix(vec.element)}"
+
+
+def _lane_mask(vec: ll.VectorType, mask):
+    """``mask`` as an ``<n x i1>``: given as such, or as the count of leading lanes."""
+    if isinstance(mask, int):
+        return vector_constant(I1, tuple(int(i < mask) for i in range(vec.count)))
+    return mask
+
+
+def masked_load(b: ll.IRBuilder, vec: ll.VectorType, pointer, mask, align: int) -> ll.Value:
+    """Load the lanes of ``vec`` at ``pointer`` that ``mask`` selects (an
+    ``<n x i1>`` or the count of leading lanes); the others are zero and
+    their memory is not touched."""
+    mask = _lane_mask(vec, mask)
+    fn = _declare(b.module, f"llvm.masked.load.{_vector_suffix(vec)}.p0", vec,
+                  [PTR, I32, mask.type, vec])
+    return b.call(fn, [pointer, ll.Constant(I32, align), mask, ll.Constant(vec, None)])
+
+
+def masked_store(b: ll.IRBuilder, value: ll.Value, pointer, mask, align: int) -> None:
+    """Store the lanes of ``value`` that ``mask`` selects (as for ``masked_load``)."""
+    vec = value.type
+    mask = _lane_mask(vec, mask)
+    fn = _declare(b.module, f"llvm.masked.store.{_vector_suffix(vec)}.p0", VOID,
+                  [vec, PTR, I32, mask.type])
+    b.call(fn, [value, pointer, ll.Constant(I32, align), mask])

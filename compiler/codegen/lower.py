@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Protocol
+from typing import Callable, Iterable, Mapping, Protocol
 
 import llvmlite.ir as ll
 
@@ -31,6 +31,7 @@ from compiler.codegen.check import checked_equations
 from compiler.codegen.donation import place_donated_results
 from compiler.codegen.fused import inplace_pairs
 from compiler.codegen.kernels import emit_kernel, scratch_bytes
+from compiler.codegen.library import use_library
 from compiler.codegen.llvm_types import I1, I64, PTR, VOID, index_constant
 from compiler.codegen.memory import Location, MemoryPlan, plan_memory
 
@@ -69,15 +70,20 @@ def lower_function(fn: Function, *, entry: str = "entry") -> str:
 
 
 def lower(fn: Function, *, entry: str = "entry", donated: Mapping[int, int] | None = None,
-          parts: PartSink | None = None) -> LoweredProgram:
+          parts: PartSink | None = None, library: Iterable[str] = ()) -> LoweredProgram:
     """Lower ``fn`` (checked first: see check.py) to a ``LoweredProgram``.
 
     ``donated`` maps result indices to parameter indices whose buffers the
     runtime passes as those results' buffers (see codegen/donation.py).
     ``parts`` receives the functions as they are finished (entry last).
+    ``library`` names the kernels the module declares instead of defining
+    them: those of the kernel library it will be linked with ([Shape-generic
+    kernels] in library.py).
     """
     fn, unchanged, plan = plan_program(fn, donated)
     module = ll.Module(name=fn.name)
+    if library:
+        use_library(module, library)
 
     entry_fn = ll.Function(module, ll.FunctionType(VOID, [PTR]), entry)
     entry_fn.attributes.add("nounwind")

@@ -451,9 +451,36 @@ def test_the_pool_is_compiled_by_a_child_while_lowering(jobs):
         assert threadpool._prefetched is None
         print(threadpool.worker_count())
     """)
-    env = {**os.environ, "XLAC_COMPILE_JOBS": jobs, "XLAC_CACHE_DIR": "off"}
+    # Neither installed nor cached: compiled on first use, by a child if it may fork.
+    env = {**os.environ, "XLAC_COMPILE_JOBS": jobs, "XLAC_CACHE_DIR": "off",
+           "XLAC_INSTALLED_OBJECTS": "off"}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, timeout=120, cwd=os.path.dirname(os.path.dirname(
                               os.path.dirname(os.path.abspath(__file__)))))
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["prefetched" if jobs == "2" else "here", "0"]
+
+
+@needs_fork
+def test_an_installed_pool_is_loaded_not_compiled(tmp_path):
+    import subprocess
+    import textwrap
+
+    from runtime.cache import CompileCache
+    from runtime.threadpool import build_pool_object
+
+    assert build_pool_object(CompileCache(tmp_path, max_bytes=None)) is not None
+    script = textwrap.dedent("""
+        from runtime import parallel, threadpool
+        assert parallel.threads_available()
+        print("prefetched" if threadpool._prefetched is not None else "installed")
+        threadpool.ensure_pool()
+        print(threadpool.worker_count())
+    """)
+    env = {**os.environ, "XLAC_COMPILE_JOBS": "2", "XLAC_CACHE_DIR": "off",
+           "XLAC_INSTALLED_OBJECTS": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=120, cwd=os.path.dirname(os.path.dirname(
+                              os.path.dirname(os.path.abspath(__file__)))))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["installed", "0"]

@@ -1,0 +1,120 @@
+"""The GEMM kernel library: built once per machine, linked by every program.
+
+See [Shape-generic kernels] in codegen/library.py for what it holds and why,
+and [Installed objects] in runtime/cache.py for where it lives. It is built
+when the package is installed (``install_objects``, run by the build hook in
+compiler/_install_hook.py) or by ``xlac kernels build`` (into the user's
+compile cache); ``kernel_library()`` finds it. A machine without it (a wheel
+built on another CPU, a failed install-time build, ``XLAC_KERNEL_LIBRARY=off``)
+compiles the kernels each program calls into that program, as fast, but with
+more to compile on a cold start.
+
+The library is named by the sources of the code that generates it and the
+host vector width (its text) and, like any cache entry, by the CPU, its
+features and the LLVM version (its environment): a library is only ever
+found by the compiler that made it, on the machine it was made for.
+"""
+
+from __future__ import annotations
+
+import functools
+import pathlib
+import time
+
+from runtime import libraries
+from runtime.cache import (CompileCache, ProgramInfo, environment, find_object,
+                           source_fingerprint, store_object)
+from runtime.loader import compile_library
+from runtime.target import host_target
+
+from compiler import flags
+
+__all__ = ["kernel_library", "library_id", "build_kernel_library", "install_objects",
+           "LIBRARY_NAME", "LIBRARY_PREFIX"]
+
+LIBRARY_NAME = "xlac_kernels"
+LIBRARY_PREFIX = "xlac.gemm."  # every library symbol's, and no other function's
+_CODEGEN = pathlib.Path(__file__).resolve().parent / "codegen"
+# The generator of the library's code: a change to any of these is a new library.
+_GENERATOR = ["gemm_kernel.py", "gemm_pack.py", "gemm_plan.py", "intrinsics.py", "library.py",
+              "kernel_set.py", "llvm_types.py"]
+
+
+def _vector_bits() -> int:
+    from compiler.codegen.gemm_plan import vector_bits
+
+    return vector_bits(host_target().features)
+
+
+@functools.cache
+def _library_text() -> str:
+    sources = source_fingerprint([_CODEGEN / name for name in _GENERATOR]
+                                 + [_CODEGEN.parent.parent / "ir" / "dtypes.py"])
+    return f"xla-py GEMM kernel library\nsources {sources}\nvector bits {_vector_bits()}\n"
+
+
+def _enabled() -> bool:
+    value = flags.get("kernel_library")
+    return value is None or value.strip().lower() not in ("off", "0", "no", "false")
+
+
+def kernel_library() -> libraries.SharedLibrary | None:
+    """The machine's kernel library, registered with the runtime, or None
+    (not built for this compiler and machine, or switched off)."""
+    if not _enabled():
+        return None
+    return _find(str(flags.get("cache_dir")))
+
+
+def library_id() -> str:
+    """What the generated code assumes of the kernels: ``library <key>`` when
+    programs link the library, ``inline`` when they define their own (part
+    of every program's cache key: backend.codegen_salt)."""
+    library = kernel_library()
+    return "inline" if library is None else f"library {library.key}"
+
+
+@functools.lru_cache(maxsize=8)
+def _find(cache_dir: str) -> libraries.SharedLibrary | None:
+    del cache_dir  # part of the memo key only: find_object reads the flag's folder
+    found = find_object(_library_text(), name=LIBRARY_NAME)
+    if found is None:
+        return None
+    object_code, info = found
+    if not info.exports or not all(s.startswith(LIBRARY_PREFIX) for s in info.exports):
+        return None
+    library = libraries.SharedLibrary(LIBRARY_NAME, object_code, info.exports, LIBRARY_PREFIX,
+                                      key=CompileCache.key(_library_text(), environment()))
+    libraries.register(library)
+    return library
+
+
+def build_kernel_library(cache: CompileCache | None = None) -> tuple[pathlib.Path | None, dict]:
+    """Compile the library for this machine and store it in ``cache`` (default:
+    the user's compile cache); returns the entry's path and timings."""
+    from compiler.codegen.kernel_set import library_module
+
+    start = time.perf_counter()
+    module, names = library_module(_vector_bits(), LIBRARY_NAME)
+    text = str(module)
+    generated = time.perf_counter() - start
+    object_code = compile_library(text, name=LIBRARY_NAME)
+    compiled = time.perf_counter() - start - generated
+    info = ProgramInfo(LIBRARY_NAME, "", "", (), (), 0, False, exports=tuple(names))
+    path = store_object(_library_text(), object_code, info, cache=cache)
+    _find.cache_clear()
+    return path, {"kernels": len(names), "generate_s": generated, "compile_s": compiled,
+                  "object_bytes": len(object_code)}
+
+
+def install_objects(directory: pathlib.Path) -> list[pathlib.Path]:
+    """Build what the runtime shares between programs (the kernel library and
+    the thread pool) into ``directory``: the installed store of
+    [Installed objects] (runtime/cache.py), written by the build hook."""
+    from runtime.threadpool import build_pool_object
+
+    cache = CompileCache(directory, max_bytes=None)
+    library, _ = build_kernel_library(cache)
+    pool = build_pool_object(cache)
+    return [path for path in (library, pool) if path is not None]
+

@@ -1,0 +1,80 @@
+"""Object code that programs share: linked into the JIT once per process, its
+symbols resolved for every program that calls them.
+
+A ``SharedLibrary`` holds the object code of a library (the GEMM kernel
+library of compiler/kernel_library.py) and the names it exports. Once
+registered, ``link_program`` (runtime/loader.py) imports its symbols into
+each program whose object code mentions one of them, linking the library on
+first need; a program compiled against it then needs nothing else. The
+thread pool (runtime/threadpool.py) is the other library programs import.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Sequence
+
+from runtime.errors import JitError
+from runtime.jit import JitLibrary, jit_engine
+
+__all__ = ["SharedLibrary", "register", "imports_for", "known_symbols"]
+
+
+class SharedLibrary:
+    """Object code exporting ``exports``, whose names all start with ``prefix``;
+    ``key`` names its version (a compile-cache key)."""
+
+    def __init__(self, name: str, object_code: bytes, exports: Sequence[str], prefix: str, *,
+                 key: str = ""):
+        if not exports or not all(symbol.startswith(prefix) for symbol in exports):
+            raise ValueError(f"library {name!r}: every export must start with {prefix!r}")
+        self.name = name
+        self.key = key
+        self.object_code = object_code
+        self.exports = tuple(exports)
+        self.prefix = prefix.encode()
+        self._library: JitLibrary | None = None
+        self._addresses: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def addresses(self) -> dict[str, int]:
+        """Symbol -> address, linking the library into the JIT on first call."""
+        with self._lock:
+            if self._library is None:
+                library = jit_engine().add_object(self.object_code, self.exports,
+                                                  name_hint=self.name)
+                self._addresses = {symbol: library.address(symbol) for symbol in self.exports}
+                self._library = library  # kept: its code lives as long as this object
+            return self._addresses
+
+
+_registered: dict[str, SharedLibrary] = {}
+_lock = threading.Lock()
+
+
+def register(library: SharedLibrary) -> None:
+    """Make ``library``'s symbols available to programs linked from now on."""
+    with _lock:
+        _registered[library.name] = library
+
+
+def imports_for(object_code: bytes) -> dict[str, int]:
+    """Addresses of every registered library whose names ``object_code`` mentions."""
+    with _lock:
+        libraries = list(_registered.values())
+    imports: dict[str, int] = {}
+    for library in libraries:
+        if library.prefix in object_code:
+            try:
+                imports.update(library.addresses())
+            except JitError as error:
+                raise JitError(f"the shared library {library.name!r} cannot be linked: "
+                               f"{error}") from None
+    return imports
+
+
+def known_symbols() -> frozenset[str]:
+    """Every symbol the registered libraries export (defined for programs that
+    declare them, though not in their own object code)."""
+    with _lock:
+        return frozenset(s for library in _registered.values() for s in library.exports)
