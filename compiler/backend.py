@@ -84,6 +84,7 @@ def _load(key_fn: Function, optimized: Callable[[], Function], donated, cache, *
         # What dumps show and AOT objects are made of: the kernels defined in
         # the module, from the same generator as the library's.
         standalone=(lambda: lower(optimized(), donated=donated).llvm_ir) if kernels else None,
+        links=(library.name,) if kernels else (),
     )
     # Text about the IR, not the object code: made when asked for (dump.py writes it).
     exe.memory_plan = lambda: memory_plan_text(optimized(), donated)

@@ -7,6 +7,11 @@
 
 Hits and misses of a running process (with the reason of each miss) come from
 ``runtime.cache_stats()``.
+
+    xlac kernels info                    where this machine's GEMM kernel library is
+                                         (compiler/kernel_library.py), if anywhere
+    xlac kernels build [--cache-dir DIR] compile it into the compile cache (it is
+                                         normally built when the package is installed)
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import time
 import runtime
 from compiler import flags
 
-__all__ = ["add_cache_command", "run_cache_command"]
+__all__ = ["add_cache_command", "run_cache_command", "add_kernels_command",
+           "run_kernels_command"]
 
 
 def add_cache_command(commands) -> None:
@@ -55,6 +61,43 @@ def run_cache_command(args: argparse.Namespace) -> int:
             print(f"  {path.stem[:12]}  {program.get('name', '?'):<20} "
                   f"{_size(header['object_bytes']):>9}  {_age(age):>8} old  "
                   f"{environment.get('cpu', '?')}")
+    return 0
+
+
+def add_kernels_command(commands) -> None:
+    """Register ``kernels`` on the CLI's subcommands."""
+    cmd = commands.add_parser("kernels", help="show or build the machine's GEMM kernel library")
+    cmd.add_argument("action", choices=["info", "build"])
+    cmd.add_argument("--cache-dir", metavar="DIR",
+                     help="the compile cache folder to build into (default: "
+                          f"${flags.FLAGS['cache_dir'].env} or ~/.cache/xla-py)")
+
+
+def run_kernels_command(args: argparse.Namespace) -> int:
+    from compiler import kernel_library
+
+    if args.action == "build":
+        cache = runtime.CompileCache(flags.get("cache_dir", args.cache_dir))
+        if not cache.enabled:
+            print("the compile cache is disabled: nowhere to store the kernel library")
+            return 1
+        path, figures = kernel_library.build_kernel_library(cache)
+        if path is None:
+            print(f"could not write the kernel library into {cache.directory}")
+            return 1
+        print(f"built {figures['kernels']} kernels ({_size(figures['object_bytes'])}) in "
+              f"{figures['generate_s'] + figures['compile_s']:.1f} s: {path}")
+        return 0
+    info = kernel_library.describe()
+    print(f"GEMM kernel library {info['key']}")
+    if not info["enabled"]:
+        print(f"  switched off (${flags.FLAGS['kernel_library'].env})")
+    for place, path in info["found"].items():
+        print(f"  {place}: {path}")
+    if not info["found"]:
+        print("  not built for this machine and compiler: programs define the kernels they "
+              "call (run `xlac kernels build`)")
+    print(f"  installed objects: {info['installed_dir'] or 'off'}")
     return 0
 
 

@@ -20,7 +20,8 @@ import sys
 
 import numpy as np
 
-from compiler.cache_cli import add_cache_command, run_cache_command
+from compiler.cache_cli import (add_cache_command, add_kernels_command, run_cache_command,
+                                run_kernels_command)
 from ir import IRError, parse_type
 
 __all__ = ["main"]
@@ -100,9 +101,12 @@ def main(argv=None) -> int:
                              help="write the IR after every pass, LLVM IR, assembly, memory "
                                   "plan and a summary into DIR (like XLAC_DUMP_DIR)")
     add_cache_command(commands)
+    add_kernels_command(commands)
     args = parser.parse_args(argv)
     if args.command == "cache":
         return run_cache_command(args)
+    if args.command == "kernels":
+        return run_kernels_command(args)
     return _compile(args)
 
 

@@ -22,14 +22,14 @@ import pathlib
 import time
 
 from runtime import libraries
-from runtime.cache import (CompileCache, ProgramInfo, environment, find_object,
+from runtime.cache import (CompileCache, ProgramInfo, environment, find_object, installed_cache,
                            source_fingerprint, store_object)
 from runtime.loader import compile_library
 from runtime.target import host_target
 
 from compiler import flags
 
-__all__ = ["kernel_library", "library_id", "build_kernel_library", "install_objects",
+__all__ = ["kernel_library", "library_id", "build_kernel_library", "install_objects", "describe",
            "LIBRARY_NAME", "LIBRARY_PREFIX"]
 
 LIBRARY_NAME = "xlac_kernels"
@@ -83,10 +83,23 @@ def _find(cache_dir: str) -> libraries.SharedLibrary | None:
     object_code, info = found
     if not info.exports or not all(s.startswith(LIBRARY_PREFIX) for s in info.exports):
         return None
-    library = libraries.SharedLibrary(LIBRARY_NAME, object_code, info.exports, LIBRARY_PREFIX,
+    library = libraries.SharedLibrary(LIBRARY_NAME, object_code, info.exports,
                                       key=CompileCache.key(_library_text(), environment()))
     libraries.register(library)
     return library
+
+
+def describe() -> dict:
+    """Where this machine's library is (what ``xlac kernels info`` prints)."""
+    key = CompileCache.key(_library_text(), environment())
+    places = {"installed": installed_cache(), "cache": CompileCache(flags.get("cache_dir"))}
+    found = {place: str(cache.path(key)) for place, cache in places.items()
+             if cache.enabled and cache.path(key).is_file()}
+    library = kernel_library()
+    return {"enabled": _enabled(), "key": key, "found": found,
+            "kernels": len(library.exports) if library is not None else 0,
+            "installed_dir": str(places["installed"].directory)
+            if places["installed"].enabled else None}
 
 
 def build_kernel_library(cache: CompileCache | None = None) -> tuple[pathlib.Path | None, dict]:

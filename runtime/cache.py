@@ -135,10 +135,11 @@ class ProgramInfo:
     takes_objects: bool
     donated: tuple[tuple[int, int], ...] = ()  # (result index, parameter index)
     exports: tuple[str, ...] = ()  # a library's symbols (runtime/libraries.py)
+    links: tuple[str, ...] = ()    # the shared libraries a program calls into
 
     def to_json(self) -> dict:
         return {
-            "exports": list(self.exports),
+            "exports": list(self.exports), "links": list(self.links),
             "name": self.name, "entry": self.entry, "call_symbol": self.call_symbol,
             "param_types": [str(t) for t in self.param_types],
             "result_types": [str(t) for t in self.result_types],
@@ -155,6 +156,7 @@ class ProgramInfo:
             arena_bytes=int(data["arena_bytes"]), takes_objects=bool(data["takes_objects"]),
             donated=tuple((int(j), int(i)) for j, i in data["donated"]),
             exports=tuple(str(name) for name in data.get("exports", ())),
+            links=tuple(str(name) for name in data.get("links", ())),
         )
 
 

@@ -4,8 +4,8 @@ symbols resolved for every program that calls them.
 A ``SharedLibrary`` holds the object code of a library (the GEMM kernel
 library of compiler/kernel_library.py) and the names it exports. Once
 registered, ``link_program`` (runtime/loader.py) imports its symbols into
-each program whose object code mentions one of them, linking the library on
-first need; a program compiled against it then needs nothing else. The
+each program compiled against it (the program's ``ProgramInfo.links``),
+linking the library on first need. The
 thread pool (runtime/threadpool.py) is the other library programs import.
 """
 
@@ -17,22 +17,20 @@ from typing import Sequence
 from runtime.errors import JitError
 from runtime.jit import JitLibrary, jit_engine
 
-__all__ = ["SharedLibrary", "register", "imports_for", "known_symbols"]
+__all__ = ["SharedLibrary", "register", "imports", "known_symbols"]
 
 
 class SharedLibrary:
-    """Object code exporting ``exports``, whose names all start with ``prefix``;
-    ``key`` names its version (a compile-cache key)."""
+    """Object code exporting ``exports``; ``key`` names its version (a
+    compile-cache key)."""
 
-    def __init__(self, name: str, object_code: bytes, exports: Sequence[str], prefix: str, *,
-                 key: str = ""):
-        if not exports or not all(symbol.startswith(prefix) for symbol in exports):
-            raise ValueError(f"library {name!r}: every export must start with {prefix!r}")
+    def __init__(self, name: str, object_code: bytes, exports: Sequence[str], *, key: str = ""):
+        if not exports:
+            raise ValueError(f"library {name!r} exports nothing")
         self.name = name
         self.key = key
         self.object_code = object_code
         self.exports = tuple(exports)
-        self.prefix = prefix.encode()
         self._library: JitLibrary | None = None
         self._addresses: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -58,19 +56,21 @@ def register(library: SharedLibrary) -> None:
         _registered[library.name] = library
 
 
-def imports_for(object_code: bytes) -> dict[str, int]:
-    """Addresses of every registered library whose names ``object_code`` mentions."""
-    with _lock:
-        libraries = list(_registered.values())
-    imports: dict[str, int] = {}
-    for library in libraries:
-        if library.prefix in object_code:
-            try:
-                imports.update(library.addresses())
-            except JitError as error:
-                raise JitError(f"the shared library {library.name!r} cannot be linked: "
-                               f"{error}") from None
-    return imports
+def imports(names: Sequence[str]) -> dict[str, int]:
+    """Addresses of the symbols of the registered libraries ``names`` (those a
+    program was compiled against: its ``ProgramInfo.links``)."""
+    found: dict[str, int] = {}
+    for name in names:
+        with _lock:
+            library = _registered.get(name)
+        if library is None:
+            raise JitError(f"the program calls the shared library {name!r}, which this "
+                           "process has not loaded")
+        try:
+            found.update(library.addresses())
+        except JitError as error:
+            raise JitError(f"the shared library {name!r} cannot be linked: {error}") from None
+    return found
 
 
 def known_symbols() -> frozenset[str]:

@@ -16,6 +16,7 @@ being generated] in runtime/module_stream.py).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from dataclasses import dataclass
@@ -324,7 +325,7 @@ def link_program(object_code: bytes, info: ProgramInfo, *, llvm_ir: str | Callab
     start = time.perf_counter()
     library = jit_engine().add_object(
         object_code, [info.entry, info.call_symbol], name_hint=info.name,
-        imports={**pool_symbols(object_code), **libraries.imports_for(object_code)})
+        imports={**pool_symbols(object_code), **libraries.imports(info.links)})
     seconds = dict(compile_seconds or {})
     seconds["link"] = time.perf_counter() - start
     return Executable(
@@ -358,7 +359,8 @@ def load_cached(program_text: str, build: Callable[[], object], *, name: str,
                 salt: str = "", cache: CompileCache | None = None,
                 donated: Sequence[tuple[int, int]] = (),
                 build_in_parts: Callable[[PartCompiler], object] | None = None,
-                standalone: Callable[[], str] | None = None) -> Executable:
+                standalone: Callable[[], str] | None = None,
+                links: Sequence[str] = ()) -> Executable:
     """The program named by ``program_text``, from the disk cache or compiled.
 
     ``program_text`` must determine the generated code together with ``salt``
@@ -369,8 +371,9 @@ def load_cached(program_text: str, build: Callable[[], object], *, name: str,
     ``build_in_parts(compiler)``, if given, does the same while handing its
     functions to ``compiler.add`` as they are finished; on a miss it is used
     instead of ``build`` when compiles may use several processes.
-    ``standalone()``, if given, is the program's LLVM IR with nothing left to
-    a shared library (what ``Executable.llvm_ir`` shows and ahead-of-time
+    ``links`` names the shared libraries (runtime/libraries.py) whose
+    functions the program declares; ``standalone()``, if given, is the
+    program's LLVM IR with nothing left to a shared library (what ``Executable.llvm_ir`` shows and ahead-of-time
     objects are made from); by default, ``build()``'s.
     """
     cache = CompileCache() if cache is None else cache
@@ -393,6 +396,9 @@ def load_cached(program_text: str, build: Callable[[], object], *, name: str,
             except JitError as error:
                 cache.note_unusable(key, name, str(error))
     program, compiled = _build_and_compile(name, build, build_in_parts, donated)
+    if links:
+        compiled = dataclasses.replace(
+            compiled, info=dataclasses.replace(compiled.info, links=tuple(links)))
     if key is not None:
         cache.store(key, compiled.object_code, compiled.info, environment=environment)
     if standalone is not None:
