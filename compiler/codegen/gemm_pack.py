@@ -242,7 +242,7 @@ def _emit_strided_copy(b, etype, dst, src, depth, stride_k, stride_t, valid, wid
     the common case) move as masked vectors, a k step at a time."""
     zero = ll.Constant(etype, 0.0)
     contiguous = b.icmp_unsigned("==", stride_t, index_constant(1))
-    if lanes and width >= lanes:
+    if lanes:
         vec = ll.VectorType(etype, lanes)
         item = 4 if isinstance(etype, ll.FloatType) else 8
         lane = vector_constant(I64, tuple(range(lanes)))
