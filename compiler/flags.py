@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from runtime.cache import CACHE_DIR_ENV, CACHE_MAX_ENV, DEFAULT_MAX_MB
+from runtime.cache import CACHE_DIR_ENV, CACHE_MAX_ENV, DEFAULT_MAX_MB, INSTALLED_ENV
 from runtime.forked import JOBS_ENV
 
 __all__ = ["Flag", "FLAGS", "get"]
@@ -54,13 +54,17 @@ _define("cache_max_mb", CACHE_MAX_ENV, str(DEFAULT_MAX_MB),
 _define("compile_jobs", JOBS_ENV, None,
         "processes that compile one large program in parts (default: the usable cores, "
         "up to 4; 1: all in this process); read when a program is compiled")
+_define("installed_objects", INSTALLED_ENV, None,
+        "folder of the objects built at install time (kernel library, thread pool; "
+        "default runtime/_installed); 'off': none, as if the install-time build had failed")
 _define("kernel_library", "XLAC_KERNEL_LIBRARY", None,
         "'off': programs define the GEMM kernels they call instead of linking the "
         "machine's kernel library (compiler/kernel_library.py); read when compiling")
 
 # Knobs that never change the generated code, so they stay out of compile-cache keys.
+# (Which kernel library a program links is in its key: backend.codegen_salt.)
 NOT_IN_CACHE_KEY = frozenset({"dump_dir", "verify_passes", "cache_dir", "cache_max_mb",
-                              "compile_jobs"})
+                              "compile_jobs", "installed_objects"})
 
 FLAGS = dict(_DEFINED)
 
