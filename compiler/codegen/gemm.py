@@ -408,7 +408,7 @@ def _emit_tiles(b, plan: GemmPlan, etype, c_b, a_block, b_block, ic, mcur, jc, n
     else:
         b_panel_step = _const(plan.nr)
         b_k = n
-    layout = PanelLayout(a_row, a_k, b_k, plan.pack_b, n if stage is None else plan.nr)
+    layout = PanelLayout(a_row, a_k, b_k, n if stage is None else plan.nr)
     with counted_loop(b, _ceil_div(b, mcur, plan.mr), name="ir") as ir_i:
         row = b.add(ic, b.mul(ir_i, _const(plan.mr), flags=_NUW_NSW), flags=_NUW_NSW)
         a_panel = _gep(b, a_block, b.mul(ir_i, a_panel_step, flags=_NUW_NSW), etype)

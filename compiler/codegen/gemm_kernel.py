@@ -1,27 +1,33 @@
-"""The GEMM micro-kernel: an ``rows x cols`` tile of C from packed panels.
+"""The GEMM micro-kernel: a ``rows x cols`` tile of C from two panels.
 
 NOTE: [Micro-kernel]
-``void ukr(ptr a, ptr b, ptr c, i64 kc, i1 accumulate)``:
+``void ukr(ptr a, ptr b, ptr c, i64 kc, i1 accumulate, i64 a_stride, i64 b_k,
+i64 ldc, i64 cols)``:
 
-    for p in 0..kc:                  acc[r][v] += splat(a[p*mr + r]) * b[p*nr + v*lanes ...]
-    C[r, v*lanes ...] = acc[r][v]    (+ C[r, ...] when ``accumulate``)
+    for p in 0..kc:                  acc[r][v] += splat(A(r, p)) * b[p*b_k + v*lanes ...]
+    C[r*ldc + v*lanes ...] = acc[r][v]    (+ C[...] when ``accumulate``)
 
 ``a`` holds the tile's rows of A: a packed micro-panel (``mr`` elements per k
-step, ``rows <= mr`` of them used) or, for an A used only once, A itself read
-in place through its strides (``PanelLayout``); ``b`` a packed B micro-panel
-(``nr`` elements per k step, 64-byte aligned, zero-padded past the last
-column) or B's rows in place (the last vector then loaded under a mask). The
-accumulators are explicit LLVM vectors (``<lanes x float>``) carried by phis
-and updated with ``llvm.fma``, so the register blocking does not depend on
-the auto-vectoriser: the backend keeps them in registers and folds the
-broadcast loads into the FMAs (``vfmadd231ps (mem){1to16}``). Only
-``ceil(cols / lanes)`` vectors are computed; the last one is stored with a
-lane mask when ``cols`` is not a multiple of ``lanes``. The main tile's k
-loop is unrolled by LLVM, edge tiles' stay rolled (less code).
+step, ``rows <= mr`` of them used: A(r, p) = a[p*mr + r]), A^T read in place
+(A(r, p) = a[p*lda + r]; both "unit" kernels, ``a_stride`` the k stride) or
+A's rows read in place (A(r, p) = a[r*lda + p]: "strided" kernels,
+``a_stride`` the row stride; rows go in groups of six from one pointer, so
+the row offsets fold into x86 address modes). ``b`` is a packed B
+micro-panel (``nr`` elements per k step, zero-padded past the last column)
+or B's rows in place (``b_k`` = ldb). The accumulators are explicit LLVM
+vectors (``<lanes x float>``) carried by phis and updated with ``llvm.fma``,
+so the register blocking does not depend on the auto-vectoriser; operand
+pointers advance by their strides (no multiply per k step). Only ``vectors``
+= ceil(cols / lanes) column vectors are computed; the last is loaded and
+stored under a lane mask made from ``cols``, so no lane past the tile is
+read or written. The main tile's k loop is unrolled by LLVM, edge tiles'
+stay rolled (less code).
 
+A kernel is specialised only on dtype, tile, ``rows``, ``vectors`` and the A
+layout (its name spells them): every stride and count is an argument, so the
+kernel library holds them all ([Shape-generic kernels] in library.py).
 Each sum runs k-ascending within a k block, blocks add up in order; the FMA
-rounds once per step. A kernel is shared by every GEMM of a module with the
-same dtype, tile, edge and layout (its name spells them).
+rounds once per step.
 """
 
 from __future__ import annotations
@@ -65,10 +71,6 @@ def _fma(b: ll.IRBuilder, x, y, z):
     return b.call(fn, [x, y, z])
 
 
-def _scaled(b: ll.IRBuilder, index, factor: int):
-    return index if factor == 1 else b.mul(index, index_constant(factor), flags=_NUW_NSW)
-
-
 def _splat(b: ll.IRBuilder, scalar, vec: ll.VectorType):
     one = b.insert_element(ll.Constant(vec, None), scalar, ll.Constant(I32, 0))
     zeros = vector_constant(I32, (0,) * vec.count)
@@ -86,7 +88,6 @@ class PanelLayout:
     a_row: int
     a_k: int
     b_k: int
-    b_packed: bool
     ldc: int
 
     @property

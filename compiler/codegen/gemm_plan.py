@@ -18,9 +18,11 @@ accumulators, 2 B vectors, broadcasts folded into the FMAs), f64 12 x 16;
 with n <= one vector, 24 x 16. kc is chosen so the A micro-panel (mr x kc)
 fits half of L1 (32 KiB) and is balanced over the k blocks; nc so the packed
 B block (kc x nc) fits half of L2 (1 MiB); mc bounds the packed A block,
-which stays in L3. Everything is specialised on the static shape: edge tiles
-(m % mr rows, n % nr columns) get their own micro-kernels, packing pads B
-panels with zeros. An operand used by one tile only (n <= nr for A, m <= mr
+which stays in L3. The loop nest is specialised on the static shape; the
+micro-kernels and packers it calls take strides and counts as arguments
+([Shape-generic kernels] in library.py): edge tiles (m % mr rows, n % nr
+columns) call the kernel of their row count and column vectors, packing pads
+B panels with zeros. An operand used by one tile only (n <= nr for A, m <= mr
 for B) is read in place instead of packed, as is A when its rows fit L1
 ([A in place]) and B when threads share it ([B in place]).
 
