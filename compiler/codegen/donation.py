@@ -27,7 +27,11 @@ correct only if nothing needs the old values afterwards:
    pointer to the same bytes. With several results
    that argument fails: a load feeding only a later result need not precede
    an earlier result's store, and ``noalias`` lets LLVM move it past that
-   store; so no result of a multi-result kernel is written in place.
+   store; so no result of a multi-result kernel is written in place, except
+   a column result of a row fusion: its epilogue stores it after every row
+   has been read and every other result stored (``fused.epilogue_results``),
+   as a bias update ``b - lr * sum(dz, axis=0)`` fused with the backward
+   pass's masked gradient.
 
 The plain SGD update ``p - lr * g`` at the end of a training step is such a
 producer, so that step updates its parameters with no copy; so is a weight
@@ -51,7 +55,7 @@ from typing import Mapping
 
 from ir.core import Eqn, Function, Value
 from ir.ops import infer_types
-from compiler.codegen.fused import inplace_pairs
+from compiler.codegen.fused import epilogue_results, inplace_pairs
 
 __all__ = ["place_donated_results"]
 
@@ -121,11 +125,15 @@ def _may_write_in_place(producer: Eqn, value: Value, param: Value,
     reader = last_reader.get(param)
     if reader is None:
         return True  # nobody reads the parameter
-    if reader is not producer or len(producer.outputs) != 1:
+    if reader is not producer:
+        return False
+    k = producer.outputs.index(value)
+    if len(producer.outputs) != 1 and k not in epilogue_results(producer):
         # With several results, a load feeding only a later result may be
         # scheduled after an earlier result's store: kernels take their
         # pointers noalias, so LLVM may move it there (seen: an SGD momentum
-        # update read its new state as the parameter). One result only.
+        # update read its new state as the parameter). One result only, or
+        # one the fusion's epilogue stores after everything else.
         return False
     aligned = set(inplace_pairs(producer))
-    return all((0, j) in aligned for j, v in enumerate(producer.inputs) if v is param)
+    return all((k, j) in aligned for j, v in enumerate(producer.inputs) if v is param)

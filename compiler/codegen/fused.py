@@ -46,7 +46,7 @@ from compiler.codegen.reduce import (_identity_and_combine, argreduce_scratch_by
 from compiler.codegen.scalar_ops import ELEMENTWISE_EMITTERS
 
 __all__ = ["fusion_plan", "fusion_scratch_bytes", "fusion_scratch_layout", "emit_fusion",
-           "emit_fusion_epilogue", "inplace_pairs", "span_extent"]
+           "emit_fusion_epilogue", "inplace_pairs", "epilogue_results", "span_extent"]
 
 _NUW_NSW = ("nuw", "nsw")
 _PLANS: "weakref.WeakKeyDictionary[Function, FusionPlan]" = weakref.WeakKeyDictionary()
@@ -106,10 +106,14 @@ def inplace_pairs(eqn: Eqn) -> list[tuple[int, int]]:
     if plan.mode == "nest":
         return []
     pairs = []
+    late = _epilogue_results(plan)
     for k, result in enumerate(plan.outputs):
         for j, param in enumerate(plan.inputs):
             how = plan.access.get(param)
-            if (how is None or plan.gathered.get(param) or plan.access.get(result) != how
+            # A result of the epilogue is stored after every row has been read,
+            # so reads of the operand anywhere in the rows (gathered too) are over.
+            gathered = plan.gathered.get(param) and result not in late
+            if (how is None or gathered or plan.access.get(result) != how
                     or not _same_layout(param.type, result.type)):
                 continue
             if sum(v is eqn.inputs[j] for v in eqn.inputs) > 1:
@@ -126,6 +130,26 @@ def inplace_pairs(eqn: Eqn) -> list[tuple[int, int]]:
             if _feeds(plan, param, result, loop):
                 pairs.append((k, j))
     return pairs
+
+
+def epilogue_results(eqn: Eqn) -> set[int]:
+    """Indices of the results of fusion ``eqn`` stored by its epilogue
+    (``emit_fusion_epilogue``): after every row has been read and every other
+    result stored, one column at a time. Such a result may be written over
+    an operand even when the fusion has other results (donation.py)."""
+    if eqn.body is None or eqn.attrs.get("kind") not in ("loop", "reduce"):
+        return set()
+    plan = fusion_plan(eqn)
+    late = _epilogue_results(plan)
+    return {k for k, v in enumerate(plan.outputs) if v in late}
+
+
+def _epilogue_results(plan: FusionPlan) -> set[Value]:
+    # Totals are stored before the columns, whose loop may read scalar
+    # operands: only column results come last.
+    if plan.mode != "row":
+        return set()
+    return {v for v in plan.outputs if plan.access.get(v) == "column"}
 
 
 def _feeds(plan: FusionPlan, param: Value, result: Value, loop: int | None) -> bool:

@@ -136,6 +136,73 @@ def test_results_of_one_multi_result_kernel_match_the_interpreter(donated):
         assert results[j] is given[i]
 
 
+def _bias_update(name):
+    """h = g + b; b' = b - 0.01 * sum(h, 0); c = 2 b + sum(h, 0): one row
+    fusion whose epilogue stores b' and c."""
+    b = Builder(name)
+    g = b.param(TensorType(F32, (64, 48)))
+    bias = b.param(TensorType(F32, (48,)))
+    h = b.add(g, b.broadcast(bias, shape=[64, 48], dims=[1]))
+    column = b.reduce_sum(h, axes=[0])
+    new_bias = b.sub(bias, b.mul(b.constant(0.01, F32, (48,)), column))
+    other = b.add(b.mul(b.constant(2.0, F32, (48,)), bias), column)
+    return b.finish([h, new_bias, other])
+
+
+def _copies_and_epilogue(fused, donated):
+    from compiler.codegen.fused import epilogue_results
+
+    placed, _ = place_donated_results(fused, donated)
+    rows = [e for e in fused.eqns if e.op == "fusion" and epilogue_results(e)]
+    return [e.op for e in placed.eqns if e not in fused.eqns], rows
+
+
+@pytest.mark.parametrize("donated", [{1: 1}, {2: 1}])
+def test_a_column_result_of_a_row_fusion_is_written_over_its_parameter(donated):
+    from compiler.pipeline import optimize
+
+    fn = _bias_update(f"bias{list(donated)[0]}")
+    copies, (row,) = _copies_and_epilogue(optimize(fn), donated)
+    assert copies == [] and len(row.outputs) == 3
+    rng = np.random.default_rng(2)
+    inputs = [rng.standard_normal((64, 48)).astype(np.float32),
+              rng.standard_normal(48).astype(np.float32)]
+    expected = interpret(fn, [x.copy() for x in inputs])
+    given = [x.copy() for x in inputs]
+    results = compile_pipeline(fn, donated=donated)(*given)
+    for got, want in zip(results, expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    (j, i), = donated.items()
+    assert results[j] is given[i]
+
+
+def _output_bias_step(z, bias, labels):
+    """The bias of a softmax cross-entropy layer, read in the rows (at the
+    label's column too) and updated by the fusion's epilogue."""
+    loss, grad = functional.value_and_grad(lambda b: nn.cross_entropy(z + b, labels))(bias)
+    return loss, bias - 0.01 * grad
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_an_output_layer_bias_is_updated_in_place(threads, monkeypatch):
+    monkeypatch.setenv("XLAC_NUM_THREADS", threads)
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((300, 10)).astype(np.float32)
+    bias = rng.standard_normal(10).astype(np.float32)
+    labels = rng.integers(0, 10, 300).astype(np.int32)
+    plain, donated = jit(_output_bias_step), jit(_output_bias_step, donate_argnums=1)
+    from compiler.pipeline import optimize
+
+    copies, rows = _copies_and_epilogue(optimize(plain.lower(z, bias, labels).function), {1: 1})
+    assert copies == [] and rows
+    mine, theirs = bias.copy(), bias.copy()
+    for _ in range(2):
+        want_loss, theirs = plain(z, theirs, labels)
+        loss, mine = donated(z, mine, labels)
+        np.testing.assert_array_equal(np.asarray(mine), np.asarray(theirs))
+        np.testing.assert_array_equal(np.asarray(loss), np.asarray(want_loss))
+
+
 def _random_program(rng, name):
     """Four f32[4,4] parameters, a few random ops (elementwise, transposes, row
     sums broadcast back), random results including parameters."""

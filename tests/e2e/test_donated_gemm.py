@@ -11,7 +11,7 @@ from compiler import functional, jit, nn
 from compiler.backend import compile_function
 from compiler.codegen.donation import place_donated_results
 from compiler.codegen.dot import dot_plan
-from compiler.codegen.fused import inplace_pairs
+from compiler.codegen.fused import epilogue_results, inplace_pairs
 from compiler.codegen.gemm_fusion import _dot_of, is_gemm_fusion
 from compiler.pipeline import optimize
 from ir import Builder, DType, TensorType
@@ -77,15 +77,22 @@ def test_donated_mlp_step_updates_weights_in_place_bitwise(threads, sizes, batch
         assert {(2, "rows", True, False, 32), (2, "rows", False, True, 16)} <= variants
     for eqn, plan in updates:
         assert plan.kc >= plan.shape.k and (0, 2) in inplace_pairs(eqn)
-    # The donated weights come straight out of their GEMMs: no copy equation.
+    # The donated weights come straight out of their GEMMs, the biases out of
+    # the epilogues of the fusions summing their gradients: no copy equation.
     pairs = {j: i for j, i in enumerate(range(len(fn.params))) if j < len(fn.outputs) - 1}
-    placed, _ = place_donated_results(fn, {j: i for j, i in pairs.items()
-                                           if fn.outputs[j].type == fn.params[i].type})
+    donation = {j: i for j, i in pairs.items() if fn.outputs[j].type == fn.params[i].type}
+    assert len(donation) == 6
+    placed, _ = place_donated_results(fn, donation)
+    assert [e.op for e in placed.eqns if e not in fn.eqns] == []
     weights = [j for j, v in enumerate(fn.outputs) if len(v.type.shape) == 2]
     assert len(weights) == 3
     producer = {v: e for e in placed.eqns for v in e.outputs}
     for j in weights:
         assert is_gemm_fusion(producer[placed.outputs[j]]), placed.outputs[j]
+    for j in set(donation) - set(weights):  # the biases
+        eqn = producer[placed.outputs[j]]
+        assert len(eqn.outputs) > 1 and eqn.outputs.index(placed.outputs[j]) in \
+            epilogue_results(eqn)
 
     mine = {k: v.copy() for k, v in params.items()}
     theirs = {k: v.copy() for k, v in params.items()}
