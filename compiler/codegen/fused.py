@@ -147,7 +147,7 @@ def epilogue_results(eqn: Eqn) -> set[int]:
 def _epilogue_results(plan: FusionPlan) -> set[Value]:
     # Totals are stored before the columns, whose loop may read scalar
     # operands: only column results come last.
-    if plan.mode != "row":
+    if plan.mode != "row" or not plan.across:  # no epilogue without sums across rows
         return set()
     return {v for v in plan.outputs if plan.access.get(v) == "column"}
 
