@@ -63,7 +63,7 @@ def kernel_library() -> libraries.SharedLibrary | None:
     (not built for this compiler and machine, or switched off)."""
     if not _enabled():
         return None
-    return _find(str(flags.get("cache_dir")))
+    return _find(str(flags.get("cache_dir")), str(flags.get("installed_objects")))
 
 
 def library_id() -> str:
@@ -75,8 +75,8 @@ def library_id() -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _find(cache_dir: str) -> libraries.SharedLibrary | None:
-    del cache_dir  # part of the memo key only: find_object reads the flag's folder
+def _find(cache_dir: str, installed: str) -> libraries.SharedLibrary | None:
+    del cache_dir, installed  # the memo key only: find_object reads the same flags
     found = find_object(_library_text(), name=LIBRARY_NAME)
     if found is None:
         return None
