@@ -13,7 +13,7 @@ from ir.printer import print_function
 from compiler import flags
 from compiler.codegen import lower
 from compiler.codegen.lower import memory_plan_text
-from compiler.kernel_library import kernel_library, library_id
+from compiler.kernel_library import KernelSymbols, library_id
 
 try:  # ir/verify.py is being written concurrently; lower() re-checks types regardless
     from ir.verify import verify as _verify
@@ -73,18 +73,17 @@ def _load(key_fn: Function, optimized: Callable[[], Function], donated, cache, *
         text += f"\ndonated {sorted(donated.items())}\n"
     if cache is None:
         cache = runtime.CompileCache(flags.get("cache_dir"))
-    library = kernel_library()
-    kernels = library.exports if library is not None else ()
+    kernels = KernelSymbols() if library_id() != "inline" else None
     exe = runtime.load_cached(
         text, lambda: lower(optimized(), donated=donated, library=kernels), name=key_fn.name,
         salt=codegen_salt(), cache=cache, donated=sorted(donated.items()),
         # On a miss: compiled in parts while it is lowered (runtime/loader.py).
         build_in_parts=lambda parts: lower(optimized(), donated=donated, parts=parts,
                                            library=kernels),
-        # What dumps show and AOT objects are made of: the kernels defined in
-        # the module, from the same generator as the library's.
-        standalone=(lambda: lower(optimized(), donated=donated).llvm_ir) if kernels else None,
-        links=(library.name,) if kernels else (),
+        # What dumps show and AOT objects are made of when the program links
+        # the kernel library: the kernels defined in the module, from the
+        # same generator as the library's.
+        standalone=lambda: lower(optimized(), donated=donated).llvm_ir,
     )
     # Text about the IR, not the object code: made when asked for (dump.py writes it).
     exe.memory_plan = lambda: memory_plan_text(optimized(), donated)

@@ -94,6 +94,8 @@ def run_kernels_command(args: argparse.Namespace) -> int:
         print(f"  switched off (${flags.FLAGS['kernel_library'].env})")
     for place, path in info["found"].items():
         print(f"  {place}: {path}")
+    if info["found"] and info["enabled"]:
+        print(f"  {'in use' if info['usable'] else 'unusable (corrupt or does not link): programs define the kernels they call'}")
     if not info["found"]:
         print("  not built for this machine and compiler: programs define the kernels they "
               "call (run `xlac kernels build`)")

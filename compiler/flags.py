@@ -64,7 +64,7 @@ _define("kernel_library", "XLAC_KERNEL_LIBRARY", None,
 # Knobs that never change the generated code, so they stay out of compile-cache keys.
 # (Which kernel library a program links is in its key: backend.codegen_salt.)
 NOT_IN_CACHE_KEY = frozenset({"dump_dir", "verify_passes", "cache_dir", "cache_max_mb",
-                              "compile_jobs", "installed_objects"})
+                              "compile_jobs", "installed_objects", "kernel_library"})
 
 FLAGS = dict(_DEFINED)
 

@@ -19,17 +19,20 @@ from __future__ import annotations
 
 import functools
 import pathlib
+import threading
 import time
 
 from runtime import libraries
-from runtime.cache import (CompileCache, ProgramInfo, environment, find_object, installed_cache,
-                           source_fingerprint, store_object)
+from runtime.cache import (CompileCache, ProgramInfo, environment, find_object, has_object,
+                           installed_cache, source_fingerprint, store_object)
+from runtime.errors import JitError
 from runtime.loader import compile_library
 from runtime.target import host_target
 
 from compiler import flags
 
-__all__ = ["kernel_library", "library_id", "build_kernel_library", "install_objects", "describe",
+__all__ = ["kernel_library", "library_id", "KernelSymbols", "build_kernel_library",
+           "install_objects", "describe",
            "LIBRARY_NAME", "LIBRARY_PREFIX"]
 
 LIBRARY_NAME = "xlac_kernels"
@@ -58,20 +61,48 @@ def _enabled() -> bool:
     return value is None or value.strip().lower() not in ("off", "0", "no", "false")
 
 
+def _key() -> str:
+    return CompileCache.key(_library_text(), environment())
+
+
 def kernel_library() -> libraries.SharedLibrary | None:
-    """The machine's kernel library, registered with the runtime, or None
-    (not built for this compiler and machine, or switched off)."""
+    """The machine's kernel library, registered with the runtime and linked
+    into the JIT, or None (not built for this compiler and machine, unusable,
+    or switched off)."""
     if not _enabled():
         return None
-    return _find(str(flags.get("cache_dir")), str(flags.get("installed_objects")))
+    with _lock:
+        return _find(str(flags.get("cache_dir")), str(flags.get("installed_objects")))
 
 
 def library_id() -> str:
-    """What the generated code assumes of the kernels: ``library <key>`` when
-    programs link the library, ``inline`` when they define their own (part
-    of every program's cache key: backend.codegen_salt)."""
-    library = kernel_library()
-    return "inline" if library is None else f"library {library.key}"
+    """What a program's code may assume of the kernels, cheaply (no file is
+    read): ``library <key>`` when this machine's library is stored where
+    ``kernel_library`` looks, else ``inline``. Part of every program's cache
+    key (backend.codegen_salt). A program compiled while the stored library
+    turned out unusable defines its kernels: its cached object stays right,
+    as it records the libraries it links (``ProgramInfo.links``)."""
+    if not _enabled():
+        return "inline"
+    return f"library {_key()}" if has_object(_library_text()) else "inline"
+
+
+class KernelSymbols:
+    """The library's symbols, for ``lower(..., library=...)``: the library is
+    looked up when lowering first asks for a kernel, so a program without a
+    GEMM never reads or links it."""
+
+    def __contains__(self, name: object) -> bool:
+        library = kernel_library()
+        return library is not None and name in library.export_set
+
+    @property
+    def ident(self) -> str | None:
+        library = kernel_library()
+        return None if library is None else library.ident
+
+
+_lock = threading.Lock()
 
 
 @functools.lru_cache(maxsize=8)
@@ -83,9 +114,12 @@ def _find(cache_dir: str, installed: str) -> libraries.SharedLibrary | None:
     object_code, info = found
     if not info.exports or not all(s.startswith(LIBRARY_PREFIX) for s in info.exports):
         return None
-    library = libraries.SharedLibrary(LIBRARY_NAME, object_code, info.exports,
-                                      key=CompileCache.key(_library_text(), environment()))
-    libraries.register(library)
+    library = libraries.register(libraries.SharedLibrary(LIBRARY_NAME, object_code,
+                                                         info.exports, key=_key()))
+    try:
+        library.addresses()  # linked now: a library that does not link is not used
+    except JitError:
+        return None
     return library
 
 
@@ -96,7 +130,7 @@ def describe() -> dict:
     found = {place: str(cache.path(key)) for place, cache in places.items()
              if cache.enabled and cache.path(key).is_file()}
     library = kernel_library()
-    return {"enabled": _enabled(), "key": key, "found": found,
+    return {"enabled": _enabled(), "key": key, "found": found, "usable": library is not None,
             "kernels": len(library.exports) if library is not None else 0,
             "installed_dir": str(places["installed"].directory)
             if places["installed"].enabled else None}
@@ -129,5 +163,8 @@ def install_objects(directory: pathlib.Path) -> list[pathlib.Path]:
     cache = CompileCache(directory, max_bytes=None)
     library, _ = build_kernel_library(cache)
     pool = build_pool_object(cache)
-    return [path for path in (library, pool) if path is not None]
+    built = [path for path in (library, pool) if path is not None]
+    for path in built:  # written private (mkstemp); the installation is everybody's
+        path.chmod(0o644)
+    return built
 

@@ -326,13 +326,16 @@ class CompileCache:
             _record(CacheEvent("miss", program, key, "disabled"))
             return None
         path = self.path(key)
+        # The installed store is no cache: its loads are neither hits nor misses
+        # (``xlac kernels info`` tells whether its library is usable).
+        record = _record if not self.read_only else (lambda event, error=False: None)
         try:
             blob = path.read_bytes()
         except FileNotFoundError:
-            _record(CacheEvent("miss", program, key, self._why_absent(key, environment)))
+            record(CacheEvent("miss", program, key, self._why_absent(key, environment)))
             return None
         except OSError as error:
-            _record(CacheEvent("miss", program, key, f"unreadable: {error}"), error=True)
+            record(CacheEvent("miss", program, key, f"unreadable: {error}"), error=True)
             return None
         try:
             header, payload = _decode(blob)
@@ -341,7 +344,7 @@ class CompileCache:
             info = ProgramInfo.from_json(header["program"])
         except (_BadEntry, KeyError, TypeError, ValueError) as error:
             reason = str(error) if isinstance(error, _BadEntry) else f"bad header: {error!r}"
-            _record(CacheEvent("miss", program, key, reason), error=True)
+            record(CacheEvent("miss", program, key, reason), error=True)
             self._discard(path)
             return None
         try:
@@ -349,8 +352,7 @@ class CompileCache:
                 os.utime(path)  # most recently used: evicted last (see the size-limit note)
         except OSError:
             pass
-        if not self.read_only:  # the installed store is no cache: its loads are not hits
-            _record(CacheEvent("hit", program, key, seconds=time.perf_counter() - start))
+        record(CacheEvent("hit", program, key, seconds=time.perf_counter() - start))
         return payload, info
 
     def _why_absent(self, key: str, environment: dict | None) -> str:

@@ -72,6 +72,7 @@ class JitLibrary:
         # Disposing a tracker needs its LLJIT: keep the engine alive until then,
         # whatever order interpreter shutdown collects objects in.
         self._engine = engine
+        self.uses: tuple[object, ...] = ()  # owners of code this library calls
 
     def address(self, symbol: str) -> int:
         """The address of an exported symbol (requested when the library was added)."""
@@ -94,10 +95,12 @@ class JitEngine:
         self._lock = threading.Lock()
 
     def add_object(self, object_code: bytes, exports: Sequence[str], *, name_hint: str = "prog",
-                   imports: Mapping[str, int] | None = None) -> JitLibrary:
+                   imports: Mapping[str, int] | None = None,
+                   keep_alive: Sequence[object] = ()) -> JitLibrary:
         """Link an object file image (or several, ``pack_objects``) into a new
         library and look up ``exports``; ``imports`` resolves symbols defined in
-        other JIT libraries (name -> address)."""
+        other JIT libraries (name -> address), whose owners ``keep_alive``
+        holds for as long as the new library lives."""
         with self._lock:
             # Library names can never be reused, even after their code is freed.
             name = f"{_sanitize(name_hint)}.{next(self._names)}"
@@ -117,7 +120,9 @@ class JitEngine:
             tracker = builder.link(self._lljit, name)
         except RuntimeError as error:
             raise JitError(f"linking {name_hint!r} into the JIT failed: {error}") from None
-        return JitLibrary(name, tracker, self)
+        library = JitLibrary(name, tracker, self)
+        library.uses = tuple(keep_alive)
+        return library
 
 
 def _sanitize(name: str) -> str:

@@ -22,55 +22,65 @@ __all__ = ["SharedLibrary", "register", "imports", "known_symbols"]
 
 class SharedLibrary:
     """Object code exporting ``exports``; ``key`` names its version (a
-    compile-cache key)."""
+    compile-cache key). ``ident`` (name and key) is what programs record."""
 
     def __init__(self, name: str, object_code: bytes, exports: Sequence[str], *, key: str = ""):
         if not exports:
             raise ValueError(f"library {name!r} exports nothing")
         self.name = name
         self.key = key
+        self.ident = f"{name}:{key}"
         self.object_code = object_code
         self.exports = tuple(exports)
+        self.export_set = frozenset(exports)
         self._library: JitLibrary | None = None
         self._addresses: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def addresses(self) -> dict[str, int]:
-        """Symbol -> address, linking the library into the JIT on first call."""
+        """Symbol -> address, linking the library into the JIT on first call
+        (JitError if it cannot be linked)."""
         with self._lock:
             if self._library is None:
                 library = jit_engine().add_object(self.object_code, self.exports,
                                                   name_hint=self.name)
                 self._addresses = {symbol: library.address(symbol) for symbol in self.exports}
-                self._library = library  # kept: its code lives as long as this object
+                self._library = library  # its code lives as long as this object
             return self._addresses
 
 
+# Registered libraries are never dropped: programs linked against one hold it
+# (link_program), and its code must outlive every one of them.
 _registered: dict[str, SharedLibrary] = {}
 _lock = threading.Lock()
 
 
-def register(library: SharedLibrary) -> None:
-    """Make ``library``'s symbols available to programs linked from now on."""
+def register(library: SharedLibrary) -> SharedLibrary:
+    """Make ``library``'s symbols available to programs linked from now on;
+    returns the registered library of that ``ident`` (the first one given:
+    two threads finding the same library share one)."""
     with _lock:
-        _registered[library.name] = library
+        return _registered.setdefault(library.ident, library)
 
 
-def imports(names: Sequence[str]) -> dict[str, int]:
-    """Addresses of the symbols of the registered libraries ``names`` (those a
-    program was compiled against: its ``ProgramInfo.links``)."""
+def imports(idents: Sequence[str]) -> tuple[dict[str, int], list[SharedLibrary]]:
+    """Addresses of the symbols of the registered libraries ``idents`` (those
+    a program was compiled against: its ``ProgramInfo.links``), and the
+    libraries, which the program must keep alive."""
     found: dict[str, int] = {}
-    for name in names:
+    used = []
+    for ident in idents:
         with _lock:
-            library = _registered.get(name)
+            library = _registered.get(ident)
         if library is None:
-            raise JitError(f"the program calls the shared library {name!r}, which this "
+            raise JitError(f"the program calls the shared library {ident!r}, which this "
                            "process has not loaded")
         try:
             found.update(library.addresses())
         except JitError as error:
-            raise JitError(f"the shared library {name!r} cannot be linked: {error}") from None
-    return found
+            raise JitError(f"the shared library {ident!r} cannot be linked: {error}") from None
+        used.append(library)
+    return found, used
 
 
 def known_symbols() -> frozenset[str]:

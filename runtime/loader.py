@@ -323,9 +323,10 @@ def link_program(object_code: bytes, info: ProgramInfo, *, llvm_ir: str | Callab
     (for programs loaded from the cache, whose LLVM IR was never built).
     """
     start = time.perf_counter()
+    shared_symbols, shared = libraries.imports(info.links)
     library = jit_engine().add_object(
         object_code, [info.entry, info.call_symbol], name_hint=info.name,
-        imports={**pool_symbols(object_code), **libraries.imports(info.links)})
+        imports={**pool_symbols(object_code), **shared_symbols}, keep_alive=shared)
     seconds = dict(compile_seconds or {})
     seconds["link"] = time.perf_counter() - start
     return Executable(
@@ -359,8 +360,7 @@ def load_cached(program_text: str, build: Callable[[], object], *, name: str,
                 salt: str = "", cache: CompileCache | None = None,
                 donated: Sequence[tuple[int, int]] = (),
                 build_in_parts: Callable[[PartCompiler], object] | None = None,
-                standalone: Callable[[], str] | None = None,
-                links: Sequence[str] = ()) -> Executable:
+                standalone: Callable[[], str] | None = None) -> Executable:
     """The program named by ``program_text``, from the disk cache or compiled.
 
     ``program_text`` must determine the generated code together with ``salt``
@@ -371,9 +371,10 @@ def load_cached(program_text: str, build: Callable[[], object], *, name: str,
     ``build_in_parts(compiler)``, if given, does the same while handing its
     functions to ``compiler.add`` as they are finished; on a miss it is used
     instead of ``build`` when compiles may use several processes.
-    ``links`` names the shared libraries (runtime/libraries.py) whose
-    functions the program declares; ``standalone()``, if given, is the
-    program's LLVM IR with nothing left to a shared library (what ``Executable.llvm_ir`` shows and ahead-of-time
+    The built program's ``links`` attribute (if any) names the shared
+    libraries (runtime/libraries.py) whose functions it declares;
+    ``standalone()``, if given, is the program's LLVM IR with nothing left to
+    a shared library (what ``Executable.llvm_ir`` shows and ahead-of-time
     objects are made from); by default, ``build()``'s.
     """
     cache = CompileCache() if cache is None else cache
@@ -390,18 +391,20 @@ def load_cached(program_text: str, build: Callable[[], object], *, name: str,
             object_code, info = found
             lookup = time.perf_counter() - start
             try:
-                return link_program(object_code, info,
-                                    llvm_ir=standalone or (lambda: build().llvm_ir),
+                source = standalone if standalone is not None and info.links else \
+                    (lambda: build().llvm_ir)
+                return link_program(object_code, info, llvm_ir=source,
                                     compile_seconds={"cache_load": lookup})
             except JitError as error:
                 cache.note_unusable(key, name, str(error))
     program, compiled = _build_and_compile(name, build, build_in_parts, donated)
+    links = tuple(getattr(program, "links", ()))
     if links:
         compiled = dataclasses.replace(
-            compiled, info=dataclasses.replace(compiled.info, links=tuple(links)))
+            compiled, info=dataclasses.replace(compiled.info, links=links))
     if key is not None:
         cache.store(key, compiled.object_code, compiled.info, environment=environment)
-    if standalone is not None:
+    if standalone is not None and links:
         return link_program(compiled.object_code, compiled.info, llvm_ir=standalone,
                             compile_seconds=compiled.seconds)
     return link_program(compiled.object_code, compiled.info,

@@ -15,26 +15,34 @@ module defines the kernels it calls, internal, from the same generator:
 the code, and so the results, are the same either way.
 
 ``use_library(module, symbols)`` marks a module as linked against a library
-defining ``symbols``; ``library_function`` then declares those instead of
-defining them. ``export_library(module)`` marks the library's own module,
-whose definitions are external.
+defining ``symbols`` (any container: compiler/kernel_library.py looks the
+library up on the first question); ``library_function`` then declares those
+instead of defining them, and ``links_library(module)`` says whether it did.
+``export_library(module)`` marks the library's own module, whose definitions
+are external.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable, Container
 
 import llvmlite.ir as ll
 
-__all__ = ["library_function", "use_library", "export_library"]
+__all__ = ["library_function", "use_library", "export_library", "links_library"]
 
 _LINKED = "xlac_library_symbols"
+_DECLARED = "xlac_declares_library"
 _EXPORTING = "xlac_exports_library"
 
 
-def use_library(module: ll.Module, symbols: Iterable[str]) -> None:
+def use_library(module: ll.Module, symbols: Container[str]) -> None:
     """Let ``module`` call the library's ``symbols`` instead of defining them."""
-    setattr(module, _LINKED, frozenset(symbols))
+    setattr(module, _LINKED, symbols)
+
+
+def links_library(module: ll.Module) -> bool:
+    """Whether ``module`` declares a function of the library it links."""
+    return getattr(module, _DECLARED, False)
 
 
 def export_library(module: ll.Module) -> None:
@@ -58,6 +66,7 @@ def library_function(module: ll.Module, name: str, fn_type: ll.FunctionType,
     for arg in fn.args[:noalias]:
         arg.add_attribute("noalias")
     if name in getattr(module, _LINKED, ()):
+        setattr(module, _DECLARED, True)
         return fn  # the JIT links the library's definition
     if not getattr(module, _EXPORTING, False):
         fn.linkage = "internal"

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Protocol
+from typing import Callable, Mapping, Protocol
 
 import llvmlite.ir as ll
 
@@ -31,7 +31,7 @@ from compiler.codegen.check import checked_equations
 from compiler.codegen.donation import place_donated_results
 from compiler.codegen.fused import inplace_pairs
 from compiler.codegen.kernels import emit_kernel, scratch_bytes
-from compiler.codegen.library import use_library
+from compiler.codegen.library import links_library, use_library
 from compiler.codegen.llvm_types import I1, I64, PTR, VOID, index_constant
 from compiler.codegen.memory import Location, MemoryPlan, plan_memory
 
@@ -56,6 +56,7 @@ class LoweredProgram:
     param_types: tuple[TensorType, ...]
     result_types: tuple[TensorType, ...]
     arena_bytes: int
+    links: tuple[str, ...] = ()  # the shared libraries it calls (runtime/libraries.py)
 
     @functools.cached_property
     def llvm_ir(self) -> str:
@@ -70,19 +71,20 @@ def lower_function(fn: Function, *, entry: str = "entry") -> str:
 
 
 def lower(fn: Function, *, entry: str = "entry", donated: Mapping[int, int] | None = None,
-          parts: PartSink | None = None, library: Iterable[str] = ()) -> LoweredProgram:
+          parts: PartSink | None = None, library=None) -> LoweredProgram:
     """Lower ``fn`` (checked first: see check.py) to a ``LoweredProgram``.
 
     ``donated`` maps result indices to parameter indices whose buffers the
     runtime passes as those results' buffers (see codegen/donation.py).
     ``parts`` receives the functions as they are finished (entry last).
-    ``library`` names the kernels the module declares instead of defining
-    them: those of the kernel library it will be linked with ([Shape-generic
-    kernels] in library.py).
+    ``library`` (a container of names, with the library's ``ident``) holds
+    the kernels the module declares instead of defining them: those of the
+    kernel library it will be linked with ([Shape-generic kernels] in
+    library.py); the program's ``links`` then names that library.
     """
     fn, unchanged, plan = plan_program(fn, donated)
     module = ll.Module(name=fn.name)
-    if library:
+    if library is not None:
         use_library(module, library)
 
     entry_fn = ll.Function(module, ll.FunctionType(VOID, [PTR]), entry)
@@ -122,6 +124,7 @@ def lower(fn: Function, *, entry: str = "entry", donated: Mapping[int, int] | No
         name=fn.name, entry=entry, text=module.__str__,
         param_types=tuple(fn.param_types), result_types=tuple(fn.output_types),
         arena_bytes=plan.arena_bytes,
+        links=(library.ident,) if links_library(module) else (),
     )
 
 

@@ -62,10 +62,11 @@ def _arguments(products, seed=0):
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """A store holding this machine's library, used as the installed one."""
+    """A store holding this machine's library (and pool), used as the installed one."""
     directory = tmp_path_factory.mktemp("installed")
-    path, figures = kernel_library.build_kernel_library(CompileCache(directory, max_bytes=None))
-    assert path is not None and figures["kernels"] > 100
+    built = kernel_library.install_objects(directory)
+    assert len(built) == 2
+    assert all(path.stat().st_mode & 0o777 == 0o644 for path in built)  # everybody's
     return directory
 
 
@@ -96,11 +97,17 @@ def _defined(text: str) -> set[str]:
     return set(re.findall(r'^define [^@]*@"(xlac\.gemm\.[^"]+)"', text, re.MULTILINE))
 
 
+class _Names(set):
+    ident = "xlac_kernels:test"
+
+
 def test_the_library_defines_every_kernel_a_product_calls():
     _, names = library_module(vector_bits(host_target().features))
     fn = optimize(_program(PRODUCTS))
     inline = lower(fn).llvm_ir
-    linked = lower(fn, library=names).llvm_ir
+    program = lower(fn, library=_Names(names))
+    assert program.links == ("xlac_kernels:test",)
+    linked = program.llvm_ir
     called = _defined(inline)
     assert len(called) >= 10  # micro-kernels and packers of several kinds
     assert called <= set(names)
@@ -188,3 +195,103 @@ def test_the_cli_shows_and_builds_the_library(tmp_path, monkeypatch, capsys):
         assert libraries.known_symbols()  # registered when found
     finally:
         kernel_library._find.cache_clear()
+
+
+def test_a_program_without_a_product_never_looks_the_library_up(installed):
+    import compiler as xp
+
+    kernel_library._find.cache_clear()
+    exe = xp.jit(lambda x: x + 1)
+    np.testing.assert_array_equal(np.asarray(exe(np.ones(3, np.float32))), 2.0)
+    assert kernel_library._find.cache_info().misses == 0
+
+
+def test_a_library_that_does_not_link_is_not_used(store, tmp_path, monkeypatch):
+    """An entry whose checksum holds but whose object does not define what it
+    lists: found, fails to link, and programs define their kernels instead."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    from runtime.cache import ProgramInfo, find_object, store_object
+
+    monkeypatch.setenv("XLAC_INSTALLED_OBJECTS", str(store))
+    object_code, info = find_object(kernel_library._library_text(), name="xlac_kernels")
+    bogus = ProgramInfo("xlac_kernels", "", "", (), (), 0, False,
+                        exports=info.exports + ("xlac.gemm.f32.no_such_kernel",))
+    store_object(kernel_library._library_text(), object_code, bogus,
+                 cache=CompileCache(tmp_path, max_bytes=None))
+    script = textwrap.dedent("""
+        import numpy as np
+        import runtime
+        from ir import Builder, DType, TensorType
+        from compiler import kernel_library
+        from compiler.backend import compile_function
+
+        assert kernel_library.library_id() != "inline"  # stored, so keys say so
+        b = Builder("p")
+        out = b.dot(b.param(TensorType(DType.f32, (50, 70))),
+                    b.param(TensorType(DType.f32, (70, 90))))
+        exe = compile_function(b.finish([out]))
+        x, y = np.ones((50, 70), np.float32), np.ones((70, 90), np.float32)
+        np.testing.assert_array_equal(exe(x, y)[0], 70.0)
+        assert kernel_library.kernel_library() is None
+        assert not kernel_library.describe()["usable"]
+        # The installed store is no cache: nothing of it counts as a hit or miss.
+        assert all(e.program != "xlac_kernels" for e in runtime.cache_stats().events)
+        print("ok")
+    """)
+    env = {**os.environ, "XLAC_INSTALLED_OBJECTS": str(tmp_path), "XLAC_CACHE_DIR": "off",
+           "XLAC_KERNEL_LIBRARY": ""}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_threads_compiling_at_once_share_one_library(store):
+    """Each thread's first product finds the library at the same time; every
+    program must keep the library's code alive (a replaced, collected copy
+    once freed code that programs still called: a segfault)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import gc, threading
+        import numpy as np
+        from ir import Builder, DType, TensorType
+        from compiler.backend import compile_function
+
+        def product(seed):
+            m, k, n = 40 + seed, 60 + 3 * seed, 70 + 2 * seed
+            dtype = (DType.f32, DType.f64)[seed % 2]
+            b = Builder(f"p{seed}")
+            out = b.dot(b.param(TensorType(dtype, (m, k))), b.param(TensorType(dtype, (k, n))))
+            exe = compile_function(b.finish([out]))
+            rng = np.random.default_rng(seed)
+            x = rng.standard_normal((m, k)).astype(dtype.numpy)
+            y = rng.standard_normal((k, n)).astype(dtype.numpy)
+            return exe, x, y
+
+        made = [None] * 8
+        def work(i):
+            made[i] = product(i)
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        gc.collect()
+        for exe, x, y in made:
+            (got,) = exe(x, y)
+            np.testing.assert_allclose(got, x @ y, rtol=1e-4, atol=1e-4)
+        from runtime import libraries
+        assert len(libraries._registered) == 1, libraries._registered
+        print("ok")
+    """)
+    import os
+    env = {**os.environ, "XLAC_INSTALLED_OBJECTS": str(store), "XLAC_CACHE_DIR": "off",
+           "XLAC_KERNEL_LIBRARY": ""}
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

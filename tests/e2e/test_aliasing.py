@@ -195,8 +195,12 @@ def aliasing_graphs(draw):
             right = b.slice(take(full), start=[0, C // 2], stop=[R, C], step=[1, 1])
             full.append(b.concat(right, left, axis=1))
         elif kind == "select":
+            # Against v + 1/4: u and v may be equal but for rounding (x and
+            # (x + y) - y), and fused sums round differently from numpy's
+            # ([Reduction tolerance]): a tie would flip the choice.
             u, v = take(full), take(full)
-            full.append(b.select(b.compare(u, v, "gt"), u, b.neg(v)))
+            shifted = b.add(v, b.constant(0.25, F32, (R, C)))
+            full.append(b.select(b.compare(u, shifted, "gt"), u, b.neg(v)))
         elif kind == "col":
             cols.append(b.reduce_sum(take(full), axes=[0]))
         elif kind == "scalar":
