@@ -123,6 +123,17 @@ def _find(cache_dir: str, installed: str) -> libraries.SharedLibrary | None:
     return library
 
 
+def _resolve(ident: str) -> libraries.SharedLibrary | None:
+    """The library a cached program was compiled against, if it is this one."""
+    if not ident.startswith(LIBRARY_NAME + ":"):
+        return None
+    library = kernel_library()
+    return library if library is not None and library.ident == ident else None
+
+
+libraries.add_resolver(_resolve)
+
+
 def describe() -> dict:
     """Where this machine's library is (what ``xlac kernels info`` prints)."""
     key = CompileCache.key(_library_text(), environment())

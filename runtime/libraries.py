@@ -12,12 +12,12 @@ thread pool (runtime/threadpool.py) is the other library programs import.
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+from typing import Callable, Sequence
 
 from runtime.errors import JitError
 from runtime.jit import JitLibrary, jit_engine
 
-__all__ = ["SharedLibrary", "register", "imports", "known_symbols"]
+__all__ = ["SharedLibrary", "register", "add_resolver", "imports", "known_symbols"]
 
 
 class SharedLibrary:
@@ -63,6 +63,29 @@ def register(library: SharedLibrary) -> SharedLibrary:
         return _registered.setdefault(library.ident, library)
 
 
+_resolvers: list[Callable[[str], "SharedLibrary | None"]] = []
+
+
+def add_resolver(resolve: Callable[[str], "SharedLibrary | None"]) -> None:
+    """``resolve(ident)`` finds (and registers) a library this process has not
+    loaded yet, e.g. for a program loaded from the compile cache, which was
+    never lowered here (compiler/kernel_library.py adds its own)."""
+    with _lock:
+        if resolve not in _resolvers:
+            _resolvers.append(resolve)
+
+
+def _registered_or_resolved(ident: str) -> "SharedLibrary | None":
+    with _lock:
+        library, resolvers = _registered.get(ident), list(_resolvers)
+    for resolve in resolvers:
+        if library is not None:
+            break
+        found = resolve(ident)
+        library = found if found is not None and found.ident == ident else None
+    return library
+
+
 def imports(idents: Sequence[str]) -> tuple[dict[str, int], list[SharedLibrary]]:
     """Addresses of the symbols of the registered libraries ``idents`` (those
     a program was compiled against: its ``ProgramInfo.links``), and the
@@ -70,8 +93,7 @@ def imports(idents: Sequence[str]) -> tuple[dict[str, int], list[SharedLibrary]]
     found: dict[str, int] = {}
     used = []
     for ident in idents:
-        with _lock:
-            library = _registered.get(ident)
+        library = _registered_or_resolved(ident)
         if library is None:
             raise JitError(f"the program calls the shared library {ident!r}, which this "
                            "process has not loaded")

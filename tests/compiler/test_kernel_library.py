@@ -295,3 +295,37 @@ def test_threads_compiling_at_once_share_one_library(store):
         done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                               text=True, timeout=300)
         assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_a_second_process_links_the_cached_program_to_the_library(store, tmp_path):
+    """A cache hit is never lowered: its library is found when it is linked."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import json
+        import numpy as np
+        import runtime
+        from ir import Builder, DType, TensorType
+        from compiler.backend import compile_function
+
+        b = Builder("p")
+        out = b.dot(b.param(TensorType(DType.f32, (50, 70))),
+                    b.param(TensorType(DType.f32, (70, 90))))
+        exe = compile_function(b.finish([out]))
+        x, y = np.ones((50, 70), np.float32), np.ones((70, 90), np.float32)
+        np.testing.assert_array_equal(exe(x, y)[0], 70.0)
+        stats = runtime.cache_stats()
+        print(json.dumps([stats.hits, stats.misses, exe._library.uses != ()]))
+    """)
+    env = {**os.environ, "XLAC_INSTALLED_OBJECTS": str(store), "XLAC_CACHE_DIR": str(tmp_path),
+           "XLAC_KERNEL_LIBRARY": ""}
+    runs = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs.append(done.stdout.strip().splitlines()[-1])
+    assert runs == ["[0, 1, true]", "[1, 0, true]"]
