@@ -18,14 +18,16 @@ or B's rows in place (``b_k`` = ldb). The accumulators are explicit LLVM
 vectors (``<lanes x float>``) carried by phis and updated with ``llvm.fma``,
 so the register blocking does not depend on the auto-vectoriser; operand
 pointers advance by their strides (no multiply per k step). Only ``vectors``
-= ceil(cols / lanes) column vectors are computed; the last is loaded and
-stored under a lane mask made from ``cols``, so no lane past the tile is
-read or written. The main tile's k loop is unrolled by LLVM, edge tiles'
-stay rolled (less code).
+= ceil(cols / lanes) column vectors are computed; in a "partial" kernel the
+last is loaded and stored under a lane mask made from ``cols``, so no lane
+past the tile is read or written (whole kernels load plainly: masked loads of
+B in the k loop cost the W4 step ~1%, measured). The main tile's k loop is
+unrolled by LLVM, edge tiles' stay rolled (less code).
 
-A kernel is specialised only on dtype, tile, ``rows``, ``vectors`` and the A
-layout (its name spells them): every stride and count is an argument, so the
-kernel library holds them all ([Shape-generic kernels] in library.py).
+A kernel is specialised only on dtype, tile, ``rows``, ``vectors``, whether
+the last vector is partial and the A layout (its name spells them): every
+stride and count is an argument, so the kernel library holds them all
+([Shape-generic kernels] in library.py).
 Each sum runs k-ascending within a k block, blocks add up in order; the FMA
 rounds once per step.
 """
@@ -98,26 +100,29 @@ class PanelLayout:
 
 
 def kernel_name(dtype_name: str, mr: int, nr: int, rows: int, vectors: int,
-                a_rows_strided: bool) -> str:
+                a_rows_strided: bool, partial: bool) -> str:
     """The symbol of one shape-generic micro-kernel."""
     return (f"xlac.gemm.{dtype_name}.ukr{mr}x{nr}.r{rows}.v{vectors}"
-            f".{'s' if a_rows_strided else 'u'}")
+            f".{'s' if a_rows_strided else 'u'}{'.m' if partial else ''}")
 
 
 def call_micro_kernel(b: ll.IRBuilder, plan: GemmPlan, rows: int, cols: int, layout: PanelLayout,
                       a_panel, b_panel, c_tile, kc, accumulate) -> None:
     """Call the micro-kernel computing a ``rows x cols`` tile (``rows <= mr``,
     ``cols <= nr``) with ``layout``'s strides."""
-    fn = micro_kernel(b.module, plan.tile, rows, -(-cols // plan.lanes), layout.a_rows_strided)
+    vectors = -(-cols // plan.lanes)
+    fn = micro_kernel(b.module, plan.tile, rows, vectors, layout.a_rows_strided,
+                      partial=cols != vectors * plan.lanes)
     a_stride = layout.a_row if layout.a_rows_strided else layout.a_k
     b.call(fn, [a_panel, b_panel, c_tile, kc, accumulate, index_constant(a_stride),
                 index_constant(layout.b_k), index_constant(layout.ldc), index_constant(cols)])
 
 
 def micro_kernel(module: ll.Module, tile: Tile, rows: int, vectors: int,
-                 a_rows_strided: bool) -> ll.Function:
+                 a_rows_strided: bool, *, partial: bool) -> ll.Function:
     """The micro-kernel for tiles of ``rows`` rows (``<= tile.mr``) and
-    ``vectors`` host vectors of columns (``<= tile.nr / lanes``);
+    ``vectors`` host vectors of columns (``<= tile.nr / lanes``), the last
+    one ``partial`` (``cols`` says how full) or whole;
     ``void(ptr a, ptr b, ptr c, i64 kc, i1 accumulate, i64 a_stride, i64 b_k,
     i64 ldc, i64 cols)`` ([Micro-kernel])."""
     fn_type = ll.FunctionType(VOID, [PTR, PTR, PTR, I64, I1, I64, I64, I64, I64])
@@ -127,16 +132,17 @@ def micro_kernel(module: ll.Module, tile: Tile, rows: int, vectors: int,
 
     def define(fn: ll.Function) -> None:
         _emit_body(ll.IRBuilder(fn.append_basic_block("entry")), tile, rows, vectors,
-                   a_rows_strided, *fn.args, unroll)
+                   a_rows_strided, partial, *fn.args, unroll)
 
     return library_function(
-        module, kernel_name(tile.dtype.name, tile.mr, tile.nr, rows, vectors, a_rows_strided),
+        module, kernel_name(tile.dtype.name, tile.mr, tile.nr, rows, vectors, a_rows_strided,
+                            partial),
         fn_type, define, ["a", "b", "c", "kc", "accumulate", "a_stride", "b_k", "ldc", "cols"],
         noalias=3)
 
 
 def _emit_body(b: ll.IRBuilder, tile: Tile, rows: int, nvec: int, a_rows_strided: bool,
-               a_panel, b_panel, c, kc, accumulate, a_stride, b_k, ldc, cols,
+               partial: bool, a_panel, b_panel, c, kc, accumulate, a_stride, b_k, ldc, cols,
                unroll: bool) -> None:
     scalar = value_type(tile.dtype)
     vec = vector_type(tile)
@@ -184,7 +190,7 @@ def _emit_body(b: ll.IRBuilder, tile: Tile, rows: int, nvec: int, a_rows_strided
     b_vecs = []
     for v in range(nvec):
         at = b.gep(b_row, [index_constant(v * lanes)], inbounds=True, source_etype=scalar)
-        if v < nvec - 1:
+        if v < nvec - 1 or not partial:
             b_vecs.append(b.load(at, typ=vec, align=item))
         else:  # lanes past the last column are not ours to read
             b_vecs.append(masked_load(b, vec, at, last_mask, item))
@@ -229,7 +235,7 @@ def _emit_body(b: ll.IRBuilder, tile: Tile, rows: int, nvec: int, a_rows_strided
                 at = b.gep(row_ptrs[r], [index_constant(v * lanes)], inbounds=True,
                            source_etype=scalar)
                 value = updated[r][v]
-                if v < nvec - 1:
+                if v < nvec - 1 or not partial:
                     if add:
                         value = b.fadd(value, b.load(at, typ=vec, align=item))
                     b.store(value, at, align=item)

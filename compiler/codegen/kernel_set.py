@@ -33,7 +33,9 @@ def library_module(vector_bits: int, name: str = "xlac_kernels") -> tuple[ll.Mod
             for rows in range(1, tile.mr + 1):
                 for vectors in range(1, tile.nr // tile.lanes + 1):
                     for a_rows_strided in (False, True):
-                        micro_kernel(module, tile, rows, vectors, a_rows_strided)
+                        for partial in (False, True):
+                            micro_kernel(module, tile, rows, vectors, a_rows_strided,
+                                         partial=partial)
             for width, pad in ((tile.mr, False), (tile.nr, True)):
                 copy_packer(module, etype, width, pad, tile.lanes)
                 transposing_copy_packer(module, etype, width, pad)
