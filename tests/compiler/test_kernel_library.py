@@ -206,6 +206,23 @@ def test_a_program_without_a_product_never_looks_the_library_up(installed):
     assert kernel_library._find.cache_info().misses == 0
 
 
+# A subprocess's program: one product, compiled and checked.
+_ONE_PRODUCT = """
+import json
+import numpy as np
+import runtime
+from ir import Builder, DType, TensorType
+from compiler import kernel_library
+from compiler.backend import compile_function
+
+b = Builder("p")
+out = b.dot(b.param(TensorType(DType.f32, (50, 70))), b.param(TensorType(DType.f32, (70, 90))))
+exe = compile_function(b.finish([out]))
+x, y = np.ones((50, 70), np.float32), np.ones((70, 90), np.float32)
+np.testing.assert_array_equal(exe(x, y)[0], 70.0)
+"""
+
+
 def test_a_library_that_does_not_link_is_not_used(store, tmp_path, monkeypatch):
     """An entry whose checksum holds but whose object does not define what it
     lists: found, fails to link, and programs define their kernels instead."""
@@ -222,20 +239,8 @@ def test_a_library_that_does_not_link_is_not_used(store, tmp_path, monkeypatch):
                         exports=info.exports + ("xlac.gemm.f32.no_such_kernel",))
     store_object(kernel_library._library_text(), object_code, bogus,
                  cache=CompileCache(tmp_path, max_bytes=None))
-    script = textwrap.dedent("""
-        import numpy as np
-        import runtime
-        from ir import Builder, DType, TensorType
-        from compiler import kernel_library
-        from compiler.backend import compile_function
-
+    script = _ONE_PRODUCT + textwrap.dedent("""
         assert kernel_library.library_id() != "inline"  # stored, so keys say so
-        b = Builder("p")
-        out = b.dot(b.param(TensorType(DType.f32, (50, 70))),
-                    b.param(TensorType(DType.f32, (70, 90))))
-        exe = compile_function(b.finish([out]))
-        x, y = np.ones((50, 70), np.float32), np.ones((70, 90), np.float32)
-        np.testing.assert_array_equal(exe(x, y)[0], 70.0)
         assert kernel_library.kernel_library() is None
         assert not kernel_library.describe()["usable"]
         # The installed store is no cache: nothing of it counts as a hit or miss.
@@ -304,19 +309,7 @@ def test_a_second_process_links_the_cached_program_to_the_library(store, tmp_pat
     import sys
     import textwrap
 
-    script = textwrap.dedent("""
-        import json
-        import numpy as np
-        import runtime
-        from ir import Builder, DType, TensorType
-        from compiler.backend import compile_function
-
-        b = Builder("p")
-        out = b.dot(b.param(TensorType(DType.f32, (50, 70))),
-                    b.param(TensorType(DType.f32, (70, 90))))
-        exe = compile_function(b.finish([out]))
-        x, y = np.ones((50, 70), np.float32), np.ones((70, 90), np.float32)
-        np.testing.assert_array_equal(exe(x, y)[0], 70.0)
+    script = _ONE_PRODUCT + textwrap.dedent("""
         stats = runtime.cache_stats()
         print(json.dumps([stats.hits, stats.misses, exe._library.uses != ()]))
     """)
