@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import llvmlite.ir as ll
 
 from compiler.codegen.gemm_pack import loop_hints
-from compiler.codegen.intrinsics import masked_load, masked_store
+from compiler.codegen.intrinsics import call_intrinsic, declare, masked_load, masked_store, splat
 from compiler.codegen.gemm_plan import GemmPlan, Tile
 from compiler.codegen.library import library_function
 from compiler.codegen.llvm_types import (I1, I32, I64, PTR, VOID, index_constant, value_type,
@@ -53,30 +53,6 @@ _ROW_GROUP = 6
 
 def vector_type(tile: Tile) -> ll.VectorType:
     return ll.VectorType(value_type(tile.dtype), tile.lanes)
-
-
-def _suffix(vec: ll.VectorType) -> str:
-    scalar = "f32" if isinstance(vec.element, ll.FloatType) else "f64"
-    return f"v{vec.count}{scalar}"
-
-
-def _declare(module: ll.Module, name: str, ret, args) -> ll.Function:
-    existing = module.globals.get(name)
-    if existing is not None:
-        return existing
-    return ll.Function(module, ll.FunctionType(ret, args), name)
-
-
-def _fma(b: ll.IRBuilder, x, y, z):
-    vec = x.type
-    fn = _declare(b.module, f"llvm.fma.{_suffix(vec)}", vec, [vec, vec, vec])
-    return b.call(fn, [x, y, z])
-
-
-def _splat(b: ll.IRBuilder, scalar, vec: ll.VectorType):
-    one = b.insert_element(ll.Constant(vec, None), scalar, ll.Constant(I32, 0))
-    zeros = vector_constant(I32, (0,) * vec.count)
-    return b.shuffle_vector(one, ll.Constant(vec, None), zeros)
 
 
 @dataclass(frozen=True)
@@ -150,10 +126,10 @@ def _emit_body(b: ll.IRBuilder, tile: Tile, rows: int, nvec: int, a_rows_strided
     # Lanes of the last column vector that hold columns of the tile.
     last_valid = b.sub(cols, index_constant((nvec - 1) * lanes))
     lane_index = vector_constant(I64, tuple(range(lanes)))
-    splat_valid = _splat(b, last_valid, ll.VectorType(I64, lanes))
+    splat_valid = splat(b, last_valid, ll.VectorType(I64, lanes))
     last_mask = b.icmp_unsigned("<", lane_index, splat_valid)
     # Touch the C tile early: its lines arrive while the k loop runs.
-    prefetch = _declare(b.module, "llvm.prefetch.p0", VOID, [PTR, I32, I32, I32])
+    prefetch = declare(b.module, "llvm.prefetch.p0", VOID, [PTR, I32, I32, I32])
     row_ptrs = []
     for r in range(rows):
         row = b.gep(c, [_scaled_by(b, ldc, r)], inbounds=True, source_etype=scalar)
@@ -203,8 +179,8 @@ def _emit_body(b: ll.IRBuilder, tile: Tile, rows: int, nvec: int, a_rows_strided
                        source_etype=scalar)
         else:
             at = b.gep(a_row, [index_constant(r)], inbounds=True, source_etype=scalar)
-        a_val = _splat(b, b.load(at, typ=scalar, align=item), vec)
-        updated.append([_fma(b, a_val, b_vecs[v], accs[r][v]) for v in range(nvec)])
+        a_val = splat(b, b.load(at, typ=scalar, align=item), vec)
+        updated.append([call_intrinsic(b, "llvm.fma", [a_val, b_vecs[v], accs[r][v]]) for v in range(nvec)])
     p_next = b.add(p, index_constant(1), flags=_NUW_NSW, name="p.next")
     b_next = b.gep(b_row, [b_k], inbounds=True, source_etype=scalar)
     if not a_rows_strided:

@@ -20,7 +20,7 @@ from typing import Iterator
 
 import llvmlite.ir as ll
 
-from compiler.codegen.intrinsics import masked_load, masked_store
+from compiler.codegen.intrinsics import masked_load, masked_store, splat
 from compiler.codegen.library import library_function
 from compiler.codegen.llvm_types import I64, PTR, index_constant, vector_constant
 
@@ -248,7 +248,7 @@ def _emit_strided_copy(b, etype, dst, src, depth, stride_k, stride_t, valid, wid
         lane = vector_constant(I64, tuple(range(lanes)))
         with b.if_else(contiguous) as (vectors, scalars):
             with vectors:
-                count = _splat_index(b, valid, lanes)
+                count = splat(b, valid, ll.VectorType(I64, lanes))
                 masks = [b.icmp_unsigned("<", b.add(lane, _splat_constant(v * lanes, lanes)),
                                          count) for v in range(-(-width // lanes))]
                 with counted_loop(b, depth, name="cpack.v") as p:
@@ -285,13 +285,6 @@ def _scalar_strided_copy(b, etype, dst, src, depth, stride_k, stride_t, valid, w
             with if_then(b, b.icmp_unsigned("!=", missing, index_constant(0)), name="cpack.pad"):
                 with counted_loop(b, missing, name="cpack.z") as z:
                     b.store(zero, _gep(b, row_dst, b.add(z, valid, flags=_NUW_NSW), etype))
-
-
-def _splat_index(b, value, lanes: int):
-    vec = ll.VectorType(I64, lanes)
-    one = b.insert_element(ll.Constant(vec, None), value, ll.Constant(ll.IntType(32), 0))
-    return b.shuffle_vector(one, ll.Constant(vec, None),
-                            vector_constant(ll.IntType(32), (0,) * lanes))
 
 
 def _splat_constant(value: int, lanes: int):

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import llvmlite.ir as ll
 
-from compiler.codegen.intrinsics import masked_load
+from compiler.codegen.intrinsics import declare, intrinsic, masked_load, type_suffix
 from compiler.codegen.gemm_pack import counted_loop, if_then, loop_hints, pack_block
 from compiler.codegen.gemm_plan import GemmShape
 from compiler.codegen.llvm_types import I64, PTR, VOID, index_constant, value_type
@@ -188,7 +188,7 @@ def _micro_kernel(module: ll.Module, plan: SkinnyPlan, rows: int, cols: int) -> 
     etype = value_type(shape.dtype)
     lanes, item, k = plan.lanes, shape.dtype.itemsize, shape.k
     vec = ll.VectorType(etype, lanes)
-    fma = _declare(module, f"llvm.fma.{_suffix(vec)}", vec, [vec, vec, vec])
+    fma = intrinsic(module, "llvm.fma", vec, 3)
     zero = ll.Constant(vec, None)
     steps, tail = divmod(k, lanes)
 
@@ -230,21 +230,11 @@ def _micro_kernel(module: ll.Module, plan: SkinnyPlan, rows: int, cols: int) -> 
         accs = updated
     if tail:
         accs = step(b, _const(steps * lanes), accs, masked=True)
-    reduce = _declare(module, f"llvm.vector.reduce.fadd.{_suffix(vec)}", etype, [etype, vec])
+    reduce = declare(module, f"llvm.vector.reduce.fadd.{type_suffix(vec)}", etype,
+                     [etype, vec])
     for r in range(rows):
         for j in range(cols):
             total = b.call(reduce, [ll.Constant(etype, -0.0), accs[r][j]], fastmath=("reassoc",))
             b.store(total, _gep(b, c, _const(r * shape.n + j), etype), align=item)
     b.ret_void()
     return fn
-
-
-def _suffix(vec: ll.VectorType) -> str:
-    return f"v{vec.count}{'f32' if isinstance(vec.element, ll.FloatType) else 'f64'}"
-
-
-def _declare(module, name, ret, args):
-    existing = module.globals.get(name)
-    if existing is not None:
-        return existing
-    return ll.Function(module, ll.FunctionType(ret, args), name)

@@ -6,10 +6,12 @@ import llvmlite.ir as ll
 
 from compiler.codegen.llvm_types import F32, F64, I1, I32, PTR, VOID, vector_constant
 
-__all__ = ["intrinsic", "call_intrinsic", "call_libm", "masked_load", "masked_store"]
+__all__ = ["declare", "type_suffix", "intrinsic", "call_intrinsic", "call_libm", "masked_load",
+           "masked_store", "splat"]
 
 
-def _declare(module: ll.Module, name: str, ret: ll.Type, args: list[ll.Type]) -> ll.Function:
+def declare(module: ll.Module, name: str, ret: ll.Type, args: list[ll.Type]) -> ll.Function:
+    """``declare <ret> @<name>(<args>)``, once per module."""
     existing = module.globals.get(name)
     if existing is not None:
         return existing
@@ -18,7 +20,10 @@ def _declare(module: ll.Module, name: str, ret: ll.Type, args: list[ll.Type]) ->
     return ll.Function(module, ll.FunctionType(ret, args), name)
 
 
-def _suffix(t: ll.Type) -> str:
+def type_suffix(t: ll.Type) -> str:
+    """An intrinsic's overload suffix: ``f32``, ``i64``, ``v16f32``."""
+    if isinstance(t, ll.VectorType):
+        return f"v{t.count}{type_suffix(t.element)}"
     if t == F32:
         return "f32"
     if t == F64:
@@ -28,7 +33,7 @@ def _suffix(t: ll.Type) -> str:
 
 def intrinsic(module: ll.Module, base: str, t: ll.Type, arity: int, *, extra: tuple = ()) -> ll.Function:
     """``declare <t> @<base>.<t>(<t> x arity, extra...)``, e.g. ``llvm.maximum.f32``."""
-    return _declare(module, f"{base}.{_suffix(t)}", t, [t] * arity + list(extra))
+    return declare(module, f"{base}.{type_suffix(t)}", t, [t] * arity + list(extra))
 
 
 def call_intrinsic(b: ll.IRBuilder, base: str, args, *, extra_args=()) -> ll.Value:
@@ -50,14 +55,10 @@ def call_libm(b: ll.IRBuilder, name: str, args) -> ll.Value:
     module = b.module
     fn = module.globals.get(symbol)
     if fn is None:
-        fn = _declare(module, symbol, t, [t] * len(args))
+        fn = declare(module, symbol, t, [t] * len(args))
         fn.attributes.add("nounwind")
         fn.attributes.add("readnone")
     return b.call(fn, list(args))
-
-
-def _vector_suffix(vec: ll.VectorType) -> str:
-    return f"v{vec.count}{_suffix(vec.element)}"
 
 
 def _lane_mask(vec: ll.VectorType, mask):
@@ -72,7 +73,7 @@ def masked_load(b: ll.IRBuilder, vec: ll.VectorType, pointer, mask, align: int) 
     ``<n x i1>`` or the count of leading lanes); the others are zero and
     their memory is not touched."""
     mask = _lane_mask(vec, mask)
-    fn = _declare(b.module, f"llvm.masked.load.{_vector_suffix(vec)}.p0", vec,
+    fn = declare(b.module, f"llvm.masked.load.{type_suffix(vec)}.p0", vec,
                   [PTR, I32, mask.type, vec])
     return b.call(fn, [pointer, ll.Constant(I32, align), mask, ll.Constant(vec, None)])
 
@@ -81,6 +82,12 @@ def masked_store(b: ll.IRBuilder, value: ll.Value, pointer, mask, align: int) ->
     """Store the lanes of ``value`` that ``mask`` selects (as for ``masked_load``)."""
     vec = value.type
     mask = _lane_mask(vec, mask)
-    fn = _declare(b.module, f"llvm.masked.store.{_vector_suffix(vec)}.p0", VOID,
+    fn = declare(b.module, f"llvm.masked.store.{type_suffix(vec)}.p0", VOID,
                   [vec, PTR, I32, mask.type])
     b.call(fn, [value, pointer, ll.Constant(I32, align), mask])
+
+
+def splat(b: ll.IRBuilder, scalar: ll.Value, vec: ll.VectorType) -> ll.Value:
+    """``scalar`` in every lane of a ``vec``."""
+    one = b.insert_element(ll.Constant(vec, None), scalar, ll.Constant(I32, 0))
+    return b.shuffle_vector(one, ll.Constant(vec, None), vector_constant(I32, (0,) * vec.count))
