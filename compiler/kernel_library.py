@@ -37,10 +37,12 @@ __all__ = ["kernel_library", "library_id", "KernelSymbols", "build_kernel_librar
 
 LIBRARY_NAME = "xlac_kernels"
 LIBRARY_PREFIX = "xlac.gemm."  # every library symbol's, and no other function's
-_CODEGEN = pathlib.Path(__file__).resolve().parent / "codegen"
-# The generator of the library's code: a change to any of these is a new library.
-_GENERATOR = ["gemm_kernel.py", "gemm_pack.py", "gemm_plan.py", "intrinsics.py", "library.py",
-              "kernel_set.py", "llvm_types.py"]
+_ROOT = pathlib.Path(__file__).resolve().parent.parent
+# The generator of the library's code (kernel_set.py and what it imports of
+# this project): a change to any of these is a new library.
+_GENERATOR = [f"compiler/codegen/{name}.py" for name in (
+    "gemm_kernel", "gemm_pack", "gemm_plan", "intrinsics", "library", "kernel_set", "llvm_types")
+] + ["ir/dtypes.py", "ir/errors.py"]
 
 
 def _vector_bits() -> int:
@@ -51,8 +53,7 @@ def _vector_bits() -> int:
 
 @functools.cache
 def _library_text() -> str:
-    sources = source_fingerprint([_CODEGEN / name for name in _GENERATOR]
-                                 + [_CODEGEN.parent.parent / "ir" / "dtypes.py"])
+    sources = source_fingerprint([_ROOT / name for name in _GENERATOR])
     return f"xla-py GEMM kernel library\nsources {sources}\nvector bits {_vector_bits()}\n"
 
 

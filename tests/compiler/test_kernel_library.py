@@ -319,3 +319,27 @@ def test_a_second_process_links_the_cached_program_to_the_library(store, tmp_pat
         assert done.returncode == 0, done.stderr[-2000:]
         runs.append(done.stdout.strip().splitlines()[-1])
     assert runs == ["[0, 1, true]", "[1, 0, true]"]
+
+
+def test_the_library_key_covers_every_module_of_its_generator():
+    """The key hashes a list of sources (reading them is cheap, parsing them to
+    find the imports is not, on every cold start): it must be the generator's
+    whole import closure within the compiler, or an edit would reuse a stale
+    library."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(kernel_library.__file__).resolve().parent.parent
+    seen, todo = set(), ["compiler.codegen.kernel_set"]
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        path = root.joinpath(*module.split(".")).with_suffix(".py")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and \
+                    node.module.split(".")[0] in ("compiler", "ir"):
+                todo.append(node.module)
+    closure = {root.joinpath(*m.split(".")).with_suffix(".py") for m in seen}
+    assert closure == {root / name for name in kernel_library._GENERATOR}
