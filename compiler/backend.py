@@ -73,10 +73,11 @@ def _load(key_fn: Function, optimized: Callable[[], Function], donated, cache, *
         text += f"\ndonated {sorted(donated.items())}\n"
     if cache is None:
         cache = runtime.CompileCache(flags.get("cache_dir"))
-    kernels = KernelSymbols() if library_id() != "inline" else None
+    linked = library_id()
+    kernels = KernelSymbols() if linked != "inline" else None
     exe = runtime.load_cached(
         text, lambda: lower(optimized(), donated=donated, library=kernels), name=key_fn.name,
-        salt=codegen_salt(), cache=cache, donated=sorted(donated.items()),
+        salt=codegen_salt(linked), cache=cache, donated=sorted(donated.items()),
         # On a miss: compiled in parts while it is lowered (runtime/loader.py).
         build_in_parts=lambda parts: lower(optimized(), donated=donated, parts=parts,
                                            library=kernels),
@@ -90,16 +91,17 @@ def _load(key_fn: Function, optimized: Callable[[], Function], donated, cache, *
     return exe
 
 
-def codegen_salt() -> str:
+def codegen_salt(kernels: str | None = None) -> str:
     """What, besides the IR text, decides the generated code: the sources of the
     passes and the code generator, the knobs they read, the cores a default
-    thread count comes from, and the kernel library it links (if any)."""
+    thread count comes from, and the kernel library it links (``kernels``:
+    ``kernel_library.library_id()``, looked up if not given)."""
     knobs = {name: flags.get(name) for name in flags.FLAGS if name not in flags.NOT_IN_CACHE_KEY}
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     from compiler import __version__
 
     return (f"xla-py {__version__} {_codegen_sources()} cores={cores} "
-            f"knobs={sorted(knobs.items())} kernels={library_id()}")
+            f"knobs={sorted(knobs.items())} kernels={kernels or library_id()}")
 
 
 @functools.cache
