@@ -491,33 +491,33 @@ def installed_cache() -> CompileCache:
     return CompileCache(directory, use_default=False, max_bytes=None, read_only=True)
 
 
+def _stored(text: str, salt: str, cache: CompileCache | None):
+    """(store, key, environment) of each store holding an entry for ``text``:
+    the installed one first, then ``cache`` (default: the user's)."""
+    env = environment(salt)
+    key = CompileCache.key(text, env)
+    for store in (installed_cache(), CompileCache() if cache is None else cache):
+        if store.enabled and store.path(key).is_file():
+            yield store, key, env
+
+
 def find_object(text: str, *, name: str, salt: str = "", cache: CompileCache | None = None
                 ) -> tuple[bytes, ProgramInfo] | None:
     """The object code (and info) stored for ``text``: from the installed store,
     else the disk cache (``cache``, default the user's); None if neither has it.
-    Only a load from the user's cache counts in ``cache_stats``."""
-    env = environment(salt)
-    key = CompileCache.key(text, env)
-    installed = installed_cache()
-    if installed.enabled and installed.path(key).is_file():  # an absent one is no miss: the user cache decides
-        found = installed.load(key, program=name, environment=env)
+    Only a load from the user's cache counts in ``cache_stats``; an absent entry
+    is no miss (the caller compiles it, or goes without)."""
+    for store, key, env in _stored(text, salt, cache):
+        found = store.load(key, program=name, environment=env)
         if found is not None:
             return found
-    cache = CompileCache() if cache is None else cache
-    if not cache.enabled or not cache.path(key).is_file():
-        return None  # not recorded as a miss: the caller compiles it, or goes without
-    return cache.load(key, program=name, environment=env)
+    return None
 
 
 def has_object(text: str, *, salt: str = "", cache: CompileCache | None = None) -> bool:
     """Whether ``find_object`` would look at a stored entry for ``text`` (it may
     still turn out corrupt); cheap: no file is read."""
-    key = CompileCache.key(text, environment(salt))
-    installed = installed_cache()
-    if installed.enabled and installed.path(key).is_file():
-        return True
-    cache = CompileCache() if cache is None else cache
-    return cache.enabled and cache.path(key).is_file()
+    return next(_stored(text, salt, cache), None) is not None
 
 
 def store_object(text: str, object_code: bytes, info: ProgramInfo, *, salt: str = "",
